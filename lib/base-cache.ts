@@ -1,0 +1,376 @@
+import { createHash } from 'node:crypto';
+import { Logger } from '@nestjs/common';
+import {
+  DEFAULT_GET_OR_SET_TIMEOUT,
+  DEFAULT_PREFIX,
+  DEFAULT_TTL,
+  MAX_KEY_LENGTH,
+} from './cache.constants.js';
+import {
+  CacheClosedError,
+  CacheConfigError,
+  FactoryTimeoutError,
+  InvalidKeyError,
+  UnserializableValueError,
+} from './errors.js';
+import { FailurePolicy } from './failure-policy.js';
+import { messages } from './messages.js';
+import { defaultSerializer, type Serializer } from './serializer.js';
+import { ttlToMs, type Ttl } from './ttl.js';
+
+/** Options every backend understands; CacheModule passes its options through. */
+export interface BaseCacheOptions {
+  /**
+   * Key namespace. Keys are stored as `${prefix}:${key}`, and clear() removes only keys under it.
+   * @default 'nest-cache'
+   */
+  prefix?: string;
+  /**
+   * Default time to live, in SECONDS when a number ('5m' and the like carry their unit; null never expires).
+   * @default 60
+   */
+  ttl?: Ttl;
+  /**
+   * How long getOrSet callers wait for a factory before rejecting with FactoryTimeoutError,
+   * so a hung factory cannot pin its followers forever.
+   * @default '10s'
+   */
+  getOrSetTimeout?: Ttl;
+  /** How values become bytes. @default the built-in serializer (see README, "Values") */
+  serializer?: Serializer;
+}
+
+/** One entry for setMany. */
+export interface CacheEntry<T = unknown> {
+  key: string;
+  value: T;
+  /** Seconds when a number; the cache default when left out. */
+  ttl?: Ttl;
+}
+
+/** What a backend stores: serialized bytes under a full (prefixed) key, with a ttl in whole milliseconds. */
+export interface StoredEntry {
+  key: string;
+  bytes: Buffer;
+  ttlMs: number | null;
+}
+
+/** Counters since the cache was created. */
+export interface CacheStats {
+  hits: number;
+  misses: number;
+  writes: number;
+  deletes: number;
+  /** Backend calls that failed (and failed open) or were skipped by the open circuit breaker. */
+  errors: number;
+}
+
+const MISS = Symbol('nest-cache:miss');
+
+/**
+ * The cache, and its injection token: `constructor(private readonly cache: BaseCache) {}`.
+ *
+ * This class does the shared work once (validation, TTL, namespacing, serialization,
+ * single-flight, fail-open, close) so that a backend only implements the raw primitives
+ * below on full keys and bytes. Write your own backend by extending it; the behaviour
+ * suite in `nest-cache/testing` checks that it keeps the contract.
+ */
+export abstract class BaseCache {
+  /** The key namespace of this cache. */
+  readonly prefix: string;
+  readonly stats: CacheStats = { hits: 0, misses: 0, writes: 0, deletes: 0, errors: 0 };
+  protected readonly logger: Logger;
+  private readonly defaultTtlMs: number | null;
+  private readonly getOrSetTimeoutMs: number;
+  private readonly serializer: Serializer;
+  private readonly failures: FailurePolicy;
+  private readonly flights = new Map<string, Promise<Buffer | undefined>>();
+  private closing?: Promise<void>;
+
+  constructor(options: BaseCacheOptions = {}) {
+    this.prefix = validPrefix(options.prefix ?? DEFAULT_PREFIX);
+    this.defaultTtlMs = ttlToMs(options.ttl === undefined ? DEFAULT_TTL : options.ttl, 'CacheModule option "ttl"');
+    this.getOrSetTimeoutMs =
+      ttlToMs(options.getOrSetTimeout ?? DEFAULT_GET_OR_SET_TIMEOUT, 'CacheModule option "getOrSetTimeout"') ??
+      2 ** 31 - 1;
+    this.serializer = options.serializer ?? defaultSerializer;
+    this.logger = new Logger(this.constructor.name);
+    this.failures = new FailurePolicy(this.constructor.name, this.logger);
+  }
+
+  // ---- backend primitives: full keys, bytes, whole milliseconds -------------------------
+
+  /** The bytes stored under `key`, or undefined when it is missing or expired. */
+  protected abstract readEntry(key: string): Promise<Uint8Array | undefined>;
+  /** Stores the entry; resolves false when the backend refused it (too large, say). */
+  protected abstract writeEntry(entry: StoredEntry): Promise<boolean>;
+  /** Deletes the keys; resolves how many existed. */
+  protected abstract removeEntries(keys: string[]): Promise<number>;
+  /** Remaining time to live in ms; null when the entry never expires; undefined when missing. */
+  protected abstract entryTtl(key: string): Promise<number | null | undefined>;
+  /** Deletes every key that starts with `namespace` (which ends with ':'), and nothing else. */
+  protected abstract clearNamespace(namespace: string): Promise<void>;
+  /** Releases what the backend opened. Called once. */
+  protected abstract closeBackend(): Promise<void>;
+
+  /** Override when the backend has a cheaper existence check. */
+  protected async hasEntry(key: string): Promise<boolean> {
+    return (await this.readEntry(key)) !== undefined;
+  }
+  /** Override when the backend reads many keys in one round trip. */
+  protected readEntries(keys: string[]): Promise<(Uint8Array | undefined)[]> {
+    return Promise.all(keys.map((key) => this.readEntry(key)));
+  }
+  /** Override when the backend writes many entries in one round trip. */
+  protected async writeEntries(entries: StoredEntry[]): Promise<boolean> {
+    const stored = await Promise.all(entries.map((entry) => this.writeEntry(entry)));
+    return stored.every(Boolean);
+  }
+
+  // ---- the public contract --------------------------------------------------------------
+
+  /** The value stored under `key`, or undefined on a miss (a stored null is a hit). */
+  async get<T = unknown>(key: string): Promise<T | undefined> {
+    const found = await this.read(this.keyFor(key, 'get'));
+    return found === MISS ? undefined : (found as T);
+  }
+
+  /**
+   * Stores `value` for `ttl` (SECONDS when a number; the cache default when left out).
+   * Resolves true when stored, false when the backend dropped it (unavailable, or the
+   * entry is too large); it rejects only for bad input.
+   */
+  async set<T>(key: string, value: T, ttl?: Ttl): Promise<boolean> {
+    const entry = this.entryFor({ key, value, ttl }, 'set');
+    const stored = await this.attempt('set', false, () => this.writeEntry(entry));
+    if (stored) this.stats.writes += 1;
+    return stored;
+  }
+
+  /** Deletes `key`; resolves whether it existed. */
+  async delete(key: string): Promise<boolean> {
+    const full = this.keyFor(key, 'delete');
+    return (await this.remove([full])) > 0;
+  }
+
+  /** Whether `key` is stored and not expired. */
+  async has(key: string): Promise<boolean> {
+    const full = this.keyFor(key, 'has');
+    return this.attempt('has', false, () => this.hasEntry(full));
+  }
+
+  /** Removes every key of this cache's namespace, and only those. */
+  async clear(): Promise<void> {
+    this.assertOpen('clear');
+    await this.attempt('clear', undefined, () => this.clearNamespace(`${this.prefix}:`));
+  }
+
+  /** Values for `keys`, in order; undefined where missing. */
+  async getMany<T = unknown>(keys: string[]): Promise<(T | undefined)[]> {
+    const full = this.keysFor(keys, 'getMany');
+    const found = await this.attempt('getMany', [], () => this.readEntries(full));
+    return full.map((key, i) => {
+      const value = this.decode(key, found[i]);
+      return value === MISS ? undefined : (value as T);
+    });
+  }
+
+  /** Stores every entry, or none when one of them is invalid. Resolves true when all were stored. */
+  async setMany<T>(entries: CacheEntry<T>[]): Promise<boolean> {
+    if (!Array.isArray(entries)) throw new TypeError('setMany expects an array of { key, value, ttl? }.');
+    const stored = entries.map((entry) => this.entryFor(entry, 'setMany'));
+    const ok = await this.attempt('setMany', false, () => this.writeEntries(stored));
+    if (ok) this.stats.writes += stored.length;
+    return ok;
+  }
+
+  /** Deletes `keys`; resolves how many existed. */
+  async deleteMany(keys: string[]): Promise<number> {
+    return this.remove(this.keysFor(keys, 'deleteMany'));
+  }
+
+  /**
+   * The cached value of `key`, or the factory's value, cached for `ttl`. Concurrent callers of
+   * the same missing key share one factory call; they wait at most `getOrSetTimeout`. A factory
+   * error rejects every waiter and caches nothing. A factory that returns undefined caches nothing.
+   */
+  async getOrSet<T>(key: string, factory: () => T | Promise<T>, ttl?: Ttl): Promise<T> {
+    const full = this.keyFor(key, 'getOrSet');
+    const ttlMs = this.ttlFor(ttl);
+    if (typeof factory !== 'function') {
+      throw new TypeError(`getOrSet("${key}") needs a factory function as its second argument.`);
+    }
+    const found = await this.read(full);
+    if (found !== MISS) return found as T;
+
+    let flight = this.flights.get(full);
+    if (!flight) {
+      flight = this.produce(key, full, factory, ttlMs);
+      this.flights.set(full, flight);
+      const land = () => this.endFlight(full, flight!);
+      flight.then(land, land);
+    }
+    const bytes = await this.waitFor(key, full, flight);
+    // Each caller decodes its own copy, so one caller mutating its value cannot change another's.
+    return (bytes === undefined ? undefined : this.serializer.deserialize(bytes)) as T;
+  }
+
+  /** Remaining seconds of `key`; null when it never expires; undefined when it is missing. */
+  async ttl(key: string): Promise<number | null | undefined> {
+    const full = this.keyFor(key, 'ttl');
+    const ms = await this.attempt('ttl', undefined, () => this.entryTtl(full));
+    return typeof ms === 'number' ? ms / 1_000 : ms;
+  }
+
+  /**
+   * Releases the backend. Idempotent; resolves even when the backend is down. Calls made
+   * afterwards reject with CacheClosedError. The module calls it at application shutdown.
+   */
+  close(): Promise<void> {
+    // Not through attempt(): an open circuit breaker must not skip releasing the backend.
+    this.closing ??= (async () => {
+      try {
+        await this.closeBackend();
+      } catch (error) {
+        this.stats.errors += 1;
+        this.failures.failed('close', error);
+      }
+    })();
+    return this.closing;
+  }
+
+  /** Whether close() was called. */
+  get isClosed(): boolean {
+    return this.closing !== undefined;
+  }
+
+  /**
+   * Logs a backend problem noticed outside a call (a dropped connection, say) under the same
+   * rate limit as failed calls. Never put values or passwords in `message`.
+   */
+  protected reportBackendProblem(message: string): void {
+    this.failures.warn(message);
+  }
+
+  // ---- shared work ----------------------------------------------------------------------
+
+  /**
+   * Runs a backend call, failing open: a backend error is counted, logged (rate-limited)
+   * and replaced by `fallback`, so a cache problem never fails the caller.
+   */
+  private async attempt<T>(operation: string, fallback: T, call: () => Promise<T>): Promise<T> {
+    if (this.failures.isOpen()) {
+      this.stats.errors += 1;
+      return fallback;
+    }
+    try {
+      const result = await call();
+      this.failures.succeeded();
+      return result;
+    } catch (error) {
+      this.stats.errors += 1;
+      this.failures.failed(operation, error);
+      return fallback;
+    }
+  }
+
+  private async read(full: string): Promise<unknown> {
+    return this.decode(full, await this.attempt('get', undefined, () => this.readEntry(full)));
+  }
+
+  private decode(full: string, bytes: Uint8Array | undefined): unknown {
+    if (bytes === undefined) {
+      this.stats.misses += 1;
+      return MISS;
+    }
+    try {
+      const value = this.serializer.deserialize(bytes);
+      this.stats.hits += 1;
+      return value;
+    } catch (error) {
+      // A corrupt entry (written by another program, or an older format) is a miss, and is removed.
+      this.failures.warn(messages.corruptEntry(full, error instanceof Error ? error.message : String(error)));
+      void this.remove([full]);
+      this.stats.misses += 1;
+      return MISS;
+    }
+  }
+
+  private async remove(full: string[]): Promise<number> {
+    const removed = await this.attempt('delete', 0, () => this.removeEntries(full));
+    this.stats.deletes += removed;
+    return removed;
+  }
+
+  private async produce(
+    key: string,
+    full: string,
+    factory: () => unknown,
+    ttlMs: number | null,
+  ): Promise<Buffer | undefined> {
+    const value = await factory();
+    if (value === undefined) return undefined;
+    const bytes = this.encode(key, value);
+    const stored = await this.attempt('set', false, () => this.writeEntry({ key: full, bytes, ttlMs }));
+    if (stored) this.stats.writes += 1;
+    return bytes;
+  }
+
+  private waitFor(key: string, full: string, flight: Promise<Buffer | undefined>): Promise<Buffer | undefined> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.endFlight(full, flight);
+        reject(new FactoryTimeoutError(messages.factoryTimeout(key, this.getOrSetTimeoutMs)));
+      }, this.getOrSetTimeoutMs);
+      timer.unref();
+    });
+    return Promise.race([flight, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  private endFlight(full: string, flight: Promise<unknown>): void {
+    if (this.flights.get(full) === flight) this.flights.delete(full);
+  }
+
+  private entryFor(entry: CacheEntry, operation: string): StoredEntry {
+    if (entry === null || typeof entry !== 'object') {
+      throw new TypeError(`${operation} expects entries of the form { key, value, ttl? }.`);
+    }
+    const key = this.keyFor(entry.key, operation);
+    return { key, ttlMs: this.ttlFor(entry.ttl), bytes: this.encode(entry.key, entry.value) };
+  }
+
+  private encode(key: string, value: unknown): Buffer {
+    if (value === undefined) throw new UnserializableValueError(messages.undefinedValue(key));
+    return this.serializer.serialize(value);
+  }
+
+  private ttlFor(ttl: Ttl | undefined): number | null {
+    return ttl === undefined ? this.defaultTtlMs : ttlToMs(ttl);
+  }
+
+  private keysFor(keys: string[], operation: string): string[] {
+    if (!Array.isArray(keys)) throw new InvalidKeyError(`${operation} expects an array of keys.`);
+    return keys.map((key) => this.keyFor(key, operation));
+  }
+
+  private keyFor(key: string, operation: string): string {
+    this.assertOpen(operation);
+    if (typeof key !== 'string' || key.length === 0) throw new InvalidKeyError(messages.invalidKey(key));
+    return `${this.prefix}:${key.length > MAX_KEY_LENGTH ? shortened(key) : key}`;
+  }
+
+  private assertOpen(operation: string): void {
+    if (this.closing) throw new CacheClosedError(messages.closed(operation));
+  }
+}
+
+/** Over-long keys keep a readable head and gain a hash of the whole key, so distinct keys stay distinct. */
+function shortened(key: string): string {
+  return `${key.slice(0, 128)}…#${createHash('sha256').update(key).digest('hex')}`;
+}
+
+function validPrefix(prefix: unknown): string {
+  if (typeof prefix !== 'string' || prefix.length === 0) throw new CacheConfigError(messages.invalidPrefix(prefix));
+  return prefix;
+}

@@ -1,0 +1,57 @@
+/**
+ * Every error nest-cache throws has a stable `code`, so callers can branch on it
+ * without matching messages. Input errors extend TypeError: they are programming
+ * mistakes, reported at the call that made them.
+ */
+
+/** A key that is not a non-empty string. */
+export class InvalidKeyError extends TypeError {
+  readonly code = 'NEST_CACHE_INVALID_KEY';
+  override readonly name = 'InvalidKeyError';
+}
+
+/** A ttl that is negative, zero, NaN, Infinity, or a string with an unknown unit. */
+export class InvalidTtlError extends TypeError {
+  readonly code = 'NEST_CACHE_INVALID_TTL';
+  override readonly name = 'InvalidTtlError';
+}
+
+/** A value the serializer cannot store exactly (a function, a class instance, undefined, a cycle...). */
+export class UnserializableValueError extends TypeError {
+  readonly code = 'NEST_CACHE_UNSERIALIZABLE_VALUE';
+  override readonly name = 'UnserializableValueError';
+}
+
+/** Bytes read from a backend that are not a valid entry. Never reaches callers: the read becomes a miss. */
+export class CorruptEntryError extends Error {
+  readonly code = 'NEST_CACHE_CORRUPT_ENTRY';
+  override readonly name = 'CorruptEntryError';
+}
+
+/** A call made after close(). */
+export class CacheClosedError extends Error {
+  readonly code = 'NEST_CACHE_CLOSED';
+  override readonly name = 'CacheClosedError';
+}
+
+/** A configuration the module cannot start with; thrown at bootstrap. */
+export class CacheConfigError extends Error {
+  readonly code = 'NEST_CACHE_CONFIG';
+  override readonly name = 'CacheConfigError';
+}
+
+/** getOrSet waited longer than `getOrSetTimeout` for a factory to settle. */
+export class FactoryTimeoutError extends Error {
+  readonly code = 'NEST_CACHE_FACTORY_TIMEOUT';
+  override readonly name = 'FactoryTimeoutError';
+}
+
+/** Errors that describe the caller's input: these are thrown, never swallowed by fail-open. */
+export function isInputError(error: unknown): boolean {
+  return (
+    error instanceof InvalidKeyError ||
+    error instanceof InvalidTtlError ||
+    error instanceof UnserializableValueError ||
+    error instanceof CacheClosedError
+  );
+}

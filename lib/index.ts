@@ -1,0 +1,24 @@
+export { CacheModule } from './cache.module.js';
+export { CACHE_MODULE_OPTIONS, type CacheOptionsFactory } from './cache.module-definition.js';
+export type { CacheBackend, CacheBackendClass, CacheModuleOptions } from './cache-module.options.js';
+export { createCache } from './cache.providers.js';
+export {
+  BaseCache,
+  type BaseCacheOptions,
+  type CacheEntry,
+  type CacheStats,
+  type StoredEntry,
+} from './base-cache.js';
+export { MemoryCache, type MemoryCacheOptions } from './stores/memory.cache.js';
+export { RedisCache, type RedisCacheOptions } from './stores/redis.cache.js';
+export type { Ttl, TtlUnit } from './ttl.js';
+export type { Serializer } from './serializer.js';
+export {
+  CacheClosedError,
+  CacheConfigError,
+  CorruptEntryError,
+  FactoryTimeoutError,
+  InvalidKeyError,
+  InvalidTtlError,
+  UnserializableValueError,
+} from './errors.js';

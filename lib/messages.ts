@@ -1,0 +1,70 @@
+/**
+ * Every sentence nest-cache says to a user, in one place. Each names what failed,
+ * the option or argument involved, and what to do.
+ */
+
+const TTL_HELP =
+  "A ttl is a number of SECONDS (fractions allowed, 0.5 = 500 ms), a string with its unit ('500ms', '30s', '5m', '1h', '1d'), or null for never expires.";
+
+export const messages = {
+  invalidTtl: (where: string, ttl: unknown, problem: string) =>
+    `Invalid ${where}: ${describe(ttl)} ${problem}. ${TTL_HELP}`,
+
+  invalidKey: (key: unknown) =>
+    `Invalid cache key: ${describe(key)}. A key must be a non-empty string, e.g. \`user:\${id}\`.`,
+
+  undefinedValue: (key: string) =>
+    `Cannot cache undefined at key "${key}": undefined is what a miss returns. Store null to cache "nothing".`,
+
+  closed: (operation: string) =>
+    `Cannot call ${operation}() on a closed cache. close() was called (the application shut down); create a new cache or stop using this one.`,
+
+  factoryTimeout: (key: string, ms: number) =>
+    `getOrSet("${key}") waited ${ms} ms for its factory to settle and gave up. Make the factory settle sooner or raise the "getOrSetTimeout" option.`,
+
+  unknownBackend: (backend: unknown) =>
+    `Unknown cache backend ${describe(backend)} in CacheModule options "backend". Use 'memory' (the default), 'redis', or a class that extends BaseCache.`,
+
+  invalidPrefix: (prefix: unknown) =>
+    `Invalid CacheModule option "prefix": ${describe(prefix)}. The prefix must be a non-empty string; clear() deletes only keys under it.`,
+
+  unboundedMemory: (option: string, value: unknown) =>
+    `Invalid CacheModule option "memory.${option}": ${describe(value)}. The memory backend must be bounded: set a positive whole number (the default max is 10000 entries).`,
+
+  invalidOption: (option: string, value: unknown, rule: string) =>
+    `Invalid CacheModule option "${option}": ${describe(value)}. ${rule}`,
+
+  badRedisUrl: (url: string, problem: string) =>
+    `Invalid CacheModule option "redis.url": ${redactUrl(url)} ${problem}. Use redis://[user:password@]host:port[/db] or rediss:// for TLS.`,
+
+  ioredisMissing: () =>
+    `CacheModule option backend: 'redis' needs the ioredis package, which is not installed. Run \`npm install ioredis\`, or use backend: 'memory'.`,
+
+  backendFailing: (backend: string, operation: string, reason: string, suppressed: number) =>
+    `${backend} ${operation} failed (${reason}); the cache fails open: reads are misses, writes are dropped, requests are still served.` +
+    (suppressed > 0 ? ` ${suppressed} more cache errors since the last report.` : ''),
+
+  corruptEntry: (key: string, reason: string) =>
+    `Entry "${key}" could not be decoded (${reason}); it was treated as a miss and deleted.`,
+
+  redisUnreachable: (target: string, reason: string) =>
+    `RedisCache cannot use Redis at ${target} (${reason}); it keeps reconnecting by itself and fails open meanwhile: reads are misses, writes are dropped. Check that Redis is up and that CacheModule option "redis" points to it.`,
+
+  redisClientUnbounded: () =>
+    `The ioredis client given as CacheModule option "redis.client" has no commandTimeout or keeps an offline queue, so a cache call can wait a minute while Redis is down and a write reported as failed can land later. Create it with { commandTimeout: 500, enableOfflineQueue: false, maxRetriesPerRequest: 0 }, or pass "redis.url" and let RedisCache configure its own client.`,
+
+} as const;
+
+/** A short, value-free description for messages: never prints cached data. */
+export function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value);
+  if (typeof value === 'number' || typeof value === 'boolean' || value == null) return String(value);
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;
+  return Array.isArray(value) ? 'an array' : `a ${typeof value}`;
+}
+
+/** Hides the password of a Redis URL so it never reaches a log or an error. */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/([^:@/]*):([^@/]*)@/, '//$1:***@');
+}

@@ -1,0 +1,92 @@
+import { LRUCache } from 'lru-cache';
+import { BaseCache, type BaseCacheOptions, type StoredEntry } from '../base-cache.js';
+import { DEFAULT_MEMORY_MAX } from '../cache.constants.js';
+import { CacheConfigError } from '../errors.js';
+import { messages } from '../messages.js';
+
+/** Bounds of the memory backend. It always has one: an unbounded cache is a memory leak. */
+export interface MemoryCacheOptions {
+  /**
+   * Most entries held; the least recently used is evicted past it.
+   * @default 10000
+   */
+  max?: number;
+  /**
+   * Most bytes held (serialized values plus keys). An entry larger than this on its own is
+   * not stored, and the older value under its key is removed.
+   * @default no byte bound (only `max`)
+   */
+  maxBytes?: number;
+}
+
+/**
+ * The embedded backend: an LRU (lru-cache) of serialized values. Values are stored as bytes,
+ * so a caller mutating what it stored or read never changes the cache, and byte bounds are exact.
+ * Expiry is checked on read: no timer per key.
+ */
+export class MemoryCache extends BaseCache {
+  private readonly lru: LRUCache<string, Buffer>;
+  private readonly maxEntryBytes: number;
+
+  constructor(options: BaseCacheOptions & { memory?: MemoryCacheOptions } = {}) {
+    super(options);
+    const max = bound('max', options.memory?.max ?? DEFAULT_MEMORY_MAX);
+    const maxBytes = options.memory?.maxBytes === undefined ? undefined : bound('maxBytes', options.memory.maxBytes);
+    this.maxEntryBytes = maxBytes ?? Infinity;
+    this.lru = new LRUCache<string, Buffer>({
+      max,
+      ...(maxBytes && { maxSize: maxBytes, sizeCalculation: (bytes, key) => entrySize(key, bytes) }),
+      ttlAutopurge: false,
+    });
+  }
+
+  protected async readEntry(key: string): Promise<Buffer | undefined> {
+    return this.lru.get(key);
+  }
+
+  protected async writeEntry({ key, bytes, ttlMs }: StoredEntry): Promise<boolean> {
+    if (entrySize(key, bytes) > this.maxEntryBytes) {
+      // The new value cannot be kept; the old one must not be served in its place.
+      this.lru.delete(key);
+      return false;
+    }
+    this.lru.set(key, bytes, { ttl: ttlMs ?? 0 });
+    return true;
+  }
+
+  protected async removeEntries(keys: string[]): Promise<number> {
+    let removed = 0;
+    for (const key of keys) if (this.lru.delete(key)) removed += 1;
+    return removed;
+  }
+
+  protected override async hasEntry(key: string): Promise<boolean> {
+    return this.lru.has(key);
+  }
+
+  protected async entryTtl(key: string): Promise<number | null | undefined> {
+    if (!this.lru.has(key)) return undefined;
+    const ms = this.lru.getRemainingTTL(key);
+    return ms === Infinity ? null : ms;
+  }
+
+  protected async clearNamespace(): Promise<void> {
+    // This LRU holds only this cache's namespace.
+    this.lru.clear();
+  }
+
+  protected async closeBackend(): Promise<void> {
+    this.lru.clear();
+  }
+}
+
+function entrySize(key: string, bytes: Buffer): number {
+  return bytes.length + key.length;
+}
+
+function bound(option: 'max' | 'maxBytes', value: unknown): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw new CacheConfigError(messages.unboundedMemory(option, value));
+  }
+  return value;
+}

@@ -1,0 +1,1 @@
+export { cacheBehaviourSuite, type CacheFactory, type TestApi } from './cache-behaviour.suite.js';

@@ -1,0 +1,48 @@
+import { InvalidTtlError } from './errors.js';
+import { messages } from './messages.js';
+
+export type TtlUnit = 'ms' | 's' | 'm' | 'h' | 'd';
+
+/**
+ * A time to live.
+ * - a number is **seconds** (not milliseconds): `60` is one minute, `0.5` is 500 ms;
+ * - a string carries its unit: `'500ms'`, `'30s'`, `'5m'`, `'1h'`, `'1d'`;
+ * - `null` means the entry never expires.
+ */
+export type Ttl = number | `${number}${TtlUnit}` | null;
+
+const UNIT_MS: Record<TtlUnit, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const TTL_STRING = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
+
+/**
+ * Turns a Ttl into whole milliseconds (null: never expires). `where` names the
+ * argument or option in the error, e.g. 'ttl' or 'CacheModule option "ttl"'.
+ */
+export function ttlToMs(ttl: Ttl, where = 'ttl'): number | null {
+  if (ttl === null) return null;
+  if (typeof ttl !== 'number' && typeof ttl !== 'string') {
+    throw new InvalidTtlError(messages.invalidTtl(where, ttl, 'is not a number, a string or null'));
+  }
+  const ms = typeof ttl === 'number' ? ttl * 1_000 : stringToMs(ttl, where);
+  if (Number.isNaN(ms)) throw new InvalidTtlError(messages.invalidTtl(where, ttl, 'is NaN'));
+  if (ms === Infinity) {
+    throw new InvalidTtlError(messages.invalidTtl(where, ttl, 'is Infinity; use null for never expires'));
+  }
+  if (ms <= 0) {
+    throw new InvalidTtlError(
+      messages.invalidTtl(where, ttl, 'is not positive; to remove an entry call delete()'),
+    );
+  }
+  if (ms < 1) throw new InvalidTtlError(messages.invalidTtl(where, ttl, 'is under 1 ms'));
+  return Math.round(ms);
+}
+
+function stringToMs(ttl: string, where: string): number {
+  const match = TTL_STRING.exec(ttl.trim());
+  if (!match) {
+    throw new InvalidTtlError(
+      messages.invalidTtl(where, ttl, 'is not a number followed by a known unit (ms, s, m, h, d)'),
+    );
+  }
+  return Number(match[1]) * UNIT_MS[match[2] as TtlUnit];
+}

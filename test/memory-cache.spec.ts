@@ -1,0 +1,50 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { CacheConfigError, MemoryCache } from '../lib/index.js';
+import { cacheBehaviourSuite } from '../lib/testing/index.js';
+
+cacheBehaviourSuite('MemoryCache', (options) => new MemoryCache(options), { describe, it, afterEach });
+
+describe('MemoryCache bounds', () => {
+  it('evicts the least recently used entry past max', async () => {
+    const cache = new MemoryCache({ memory: { max: 2 } });
+    await cache.set('a', 1);
+    await cache.set('b', 2);
+    await cache.get('a'); // a is now more recent than b
+    await cache.set('c', 3);
+    expect(await cache.getMany(['a', 'b', 'c'])).toEqual([1, undefined, 3]);
+  });
+
+  it('evicts by bytes past maxBytes', async () => {
+    const cache = new MemoryCache({ prefix: 'p', memory: { maxBytes: 2_500 } });
+    const kb = 'x'.repeat(1_000);
+    await cache.set('a', kb);
+    await cache.set('b', kb);
+    await cache.set('c', kb);
+    expect(await cache.has('a')).toBe(false);
+    expect(await cache.getMany(['b', 'c'])).toEqual([kb, kb]);
+  });
+
+  it('does not store an entry larger than maxBytes, and drops the older value of its key', async () => {
+    const cache = new MemoryCache({ memory: { maxBytes: 1_000 } });
+    await cache.set('k', 'small');
+    expect(await cache.set('k', 'x'.repeat(2_000))).toBe(false);
+    expect(await cache.get('k')).toBeUndefined();
+  });
+
+  it.each([0, -1, 1.5, Infinity, NaN, '100'])('refuses memory.max = %s with a CacheConfigError naming the option', (max) => {
+    expect(() => new MemoryCache({ memory: { max: max as number } })).toThrow(CacheConfigError);
+    expect(() => new MemoryCache({ memory: { max: max as number } })).toThrow(/memory\.max/);
+  });
+
+  it('refuses a non-positive memory.maxBytes', () => {
+    expect(() => new MemoryCache({ memory: { maxBytes: 0 } })).toThrow(/memory\.maxBytes/);
+  });
+
+  it('holds 100k rotating keys within max entries', async () => {
+    const cache = new MemoryCache({ memory: { max: 1_000 } });
+    for (let i = 0; i < 100_000; i++) await cache.set(`k${i}`, i);
+    let present = 0;
+    for (let i = 0; i < 100_000; i++) if (await cache.has(`k${i}`)) present += 1;
+    expect(present).toBe(1_000);
+  });
+});

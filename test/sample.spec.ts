@@ -1,0 +1,40 @@
+import 'reflect-metadata';
+import type { INestApplication } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+// The sample a newcomer runs first (README: npm run sample), on the memory backend.
+describe('sample app', () => {
+  let app: INestApplication;
+  let base: string;
+
+  beforeAll(async () => {
+    process.env.REPORT_BUILD_MS = '300';
+    const { AppModule } = await import('../sample/app.module.js');
+    app = (await Test.createTestingModule({ imports: [AppModule] }).compile()).createNestApplication({ logger: false });
+    await app.listen(0, '127.0.0.1');
+    base = `${await app.getUrl()}/reports`;
+  });
+
+  afterAll(() => app.close());
+
+  const get = async (id: string) => (await fetch(`${base}/${id}`)).json();
+
+  it('builds a report once, then serves it from the cache', async () => {
+    const first = await get('a');
+    const second = await get('a');
+    expect(first.builds).toBe(1);
+    expect(second).toMatchObject({ id: 'a', builds: 1, generatedAt: first.generatedAt });
+  });
+
+  it('builds a cold report once for concurrent requests', async () => {
+    const results = await Promise.all(Array.from({ length: 20 }, () => get('b')));
+    expect(new Set(results.map((r) => r.generatedAt)).size).toBe(1);
+    expect((await get('b')).builds).toBe(2); // 'a' and 'b'
+  });
+
+  it('builds again after the report is deleted from the cache', async () => {
+    await fetch(`${base}/a`, { method: 'DELETE' });
+    expect((await get('a')).builds).toBe(3);
+  });
+});
