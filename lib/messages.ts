@@ -64,7 +64,13 @@ export function describe(value: unknown): string {
   return Array.isArray(value) ? 'an array' : `a ${typeof value}`;
 }
 
-/** Hides the password of a Redis URL so it never reaches a log or an error. */
+/**
+ * Hides the user info of a URL (everything between the scheme and the last '@'), so a password
+ * never reaches a log or an error, even in a URL that does not parse.
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:@/]*):([^@/]*)@/, '//$1:***@');
+  return url.replace(
+    /^([a-z][a-z0-9+.-]*:\/\/)?.*@/is,
+    (_, scheme: string | undefined) => `${scheme ?? ''}***@`,
+  );
 }
