@@ -1,4 +1,6 @@
+import type { ExecutionContext } from '@nestjs/common';
 import type { BaseCache, BaseCacheOptions } from './base-cache.js';
+import type { Ttl } from './ttl.js';
 import type { MemoryCacheOptions } from './stores/memory.cache.js';
 import type { RedisCacheOptions } from './stores/redis.cache.js';
 
@@ -24,4 +26,44 @@ export interface CacheModuleOptions extends BaseCacheOptions {
    * @default { url: 'redis://127.0.0.1:6379' }
    */
   redis?: RedisCacheOptions;
+  /**
+   * false turns caching off: CacheInterceptor passes every request through and BaseCache is a
+   * no-op that always misses (for local development and tests).
+   * @default true
+   */
+  enabled?: boolean;
+  /** Response caching options (CacheInterceptor). */
+  http?: HttpCacheOptions;
+}
+
+/** Options of response caching (CacheInterceptor), for the whole app. */
+export interface HttpCacheOptions {
+  /**
+   * Request headers every cached route varies on, e.g. ['accept-language']; routes add their own
+   * with @CacheVary().
+   * @default []
+   */
+  vary?: string[];
+  /**
+   * Builds every route's key. Gets the request's context and the key nest-cache would use;
+   * returns the key to use, or undefined to bypass the cache for this request.
+   * @default the method, path, canonical query and varied headers
+   */
+  key?: (context: ExecutionContext, defaultKey: string) => string | undefined;
+  /**
+   * Response statuses that may be stored.
+   * @default [200]
+   */
+  statuses?: number[];
+  /**
+   * Lets a client's `Cache-Control: no-cache` skip the cached entry (and refresh it). Off by
+   * default: anyone could send it on every request and hammer the origin.
+   * @default false
+   */
+  trustClientNoCache?: boolean;
+  /**
+   * Time to live of cached responses, unless a route sets @CacheTTL().
+   * @default the module's ttl
+   */
+  ttl?: Ttl;
 }

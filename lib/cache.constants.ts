@@ -24,3 +24,37 @@ export const ERROR_LOG_INTERVAL_MS = 10_000;
  */
 export const BREAKER_THRESHOLD = 5;
 export const BREAKER_COOLDOWN_MS = 1_000;
+
+/** Route metadata keys of the response-caching decorators. */
+export const CACHE_TTL_METADATA = 'nest-cache:ttl';
+export const CACHE_KEY_METADATA = 'nest-cache:key';
+export const NO_CACHE_METADATA = 'nest-cache:no-cache';
+export const CACHE_VARY_METADATA = 'nest-cache:vary';
+export const CACHE_PER_USER_METADATA = 'nest-cache:per-user';
+export const CACHE_PUBLIC_METADATA = 'nest-cache:public';
+
+/** Response statuses stored by default. */
+export const DEFAULT_CACHEABLE_STATUSES = [200];
+
+/** Request headers that identify a user: a request carrying one bypasses unless the route keys per user. */
+export const CREDENTIAL_HEADERS = ['authorization', 'cookie'];
+
+/**
+ * Response headers never replayed from the cache: per-response or per-connection ones, the
+ * cache's own, and CORS headers, which depend on the request's Origin.
+ */
+export const UNSTORED_RESPONSE_HEADERS = new Set([
+  'age',
+  'connection',
+  'content-encoding',
+  'content-length',
+  'date',
+  'etag',
+  'keep-alive',
+  'set-cookie',
+  'transfer-encoding',
+  'x-cache',
+  'x-powered-by',
+  'x-request-id',
+  'x-correlation-id',
+]);

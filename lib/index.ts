@@ -22,3 +22,17 @@ export {
   InvalidTtlError,
   UnserializableValueError,
 } from './errors.js';
+export { CacheInterceptor, type RoutePolicy } from './http/cache.interceptor.js';
+export {
+  CacheKey,
+  CachePerUser,
+  CachePublic,
+  CacheTTL,
+  CacheVary,
+  NoCache,
+  type CacheKeyName,
+  type IdentifyUser,
+} from './http/decorators.js';
+export type { CachedResponse, SentResponse } from './http/cacheability.js';
+export type { HttpCacheOptions } from './cache-module.options.js';
+export { NoopCache } from './stores/noop.cache.js';

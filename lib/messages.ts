@@ -44,6 +44,12 @@ export const messages = {
     `${backend} ${operation} failed (${reason}); the cache fails open: reads are misses, writes are dropped, requests are still served.` +
     (suppressed > 0 ? ` ${suppressed} more cache errors since the last report.` : ''),
 
+  keyBuilderFailed: (reason: string) =>
+    `The cache key builder threw (${reason}); the request was served without the cache. Fix the "http.key" option, @CacheKey() or trackBy().`,
+
+  responseNotStored: (path: string, why: string) =>
+    `The response of GET ${path} was not cached: ${why}. Later responses of this route are not reported.`,
+
   corruptEntry: (key: string, reason: string) =>
     `Entry "${key}" could not be decoded (${reason}); it was treated as a miss and deleted.`,
 

@@ -25,7 +25,7 @@ async function boot(options: CacheModuleOptions) {
 describe('CacheModule with backend: redis', () => {
   let server: RedisServerHandle;
   let admin: Redis;
-  const connections = async () => (await admin.client('LIST')).toString().trim().split('\n').length - 1;
+  const connections = async () => String(await admin.client('LIST')).trim().split('\n').length - 1;
 
   beforeAll(async () => {
     server = await startRedisServer();

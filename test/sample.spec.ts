@@ -18,7 +18,12 @@ describe('sample app', () => {
 
   afterAll(() => app.close());
 
-  const get = async (id: string) => (await fetch(`${base}/${id}`)).json();
+  interface ReportBody {
+    id: string;
+    builds: number;
+    generatedAt: string;
+  }
+  const get = async (id: string) => (await (await fetch(`${base}/${id}`)).json()) as ReportBody;
 
   it('builds a report once, then serves it from the cache', async () => {
     const first = await get('a');

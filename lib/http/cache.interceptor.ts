@@ -1,0 +1,309 @@
+import {
+  type CallHandler,
+  type ExecutionContext,
+  Inject,
+  Injectable,
+  Logger,
+  type NestInterceptor,
+  StreamableFile,
+} from '@nestjs/common';
+import { HttpAdapterHost, Reflector } from '@nestjs/core';
+import { type Observable, of, tap } from 'rxjs';
+import { BaseCache } from '../base-cache.js';
+import type { CacheModuleOptions } from '../cache-module.options.js';
+import {
+  CACHE_KEY_METADATA,
+  CACHE_PER_USER_METADATA,
+  CACHE_PUBLIC_METADATA,
+  CACHE_TTL_METADATA,
+  CACHE_VARY_METADATA,
+  DEFAULT_CACHEABLE_STATUSES,
+  DEFAULT_GET_OR_SET_TIMEOUT,
+  NO_CACHE_METADATA,
+} from '../cache.constants.js';
+import { CACHE_MODULE_OPTIONS } from '../cache.module-definition.js';
+import { CacheConfigError } from '../errors.js';
+import { messages } from '../messages.js';
+import { ttlToMs, type Ttl } from '../ttl.js';
+import {
+  type CachedResponse,
+  clientWantsFresh,
+  type SentResponse,
+  storedHeaders,
+  unkeyedCredentials,
+  whyNotStorable,
+} from './cacheability.js';
+import type { CacheKeyName, IdentifyUser } from './decorators.js';
+import { requestKey } from './request-key.js';
+
+/** What the decorators of one route (and its controller) say, read once per route. */
+export interface RoutePolicy {
+  noCache: boolean;
+  ttl: Ttl | undefined;
+  name: CacheKeyName | undefined;
+  /** Lowercase request headers in the key: the module's `http.vary` plus the route's @CacheVary. */
+  vary: string[];
+  identify: IdentifyUser | undefined;
+  isPublic: boolean;
+}
+
+type CacheStatus = 'HIT' | 'MISS' | 'BYPASS';
+type Flight = Promise<CachedResponse | undefined>;
+
+/** Responses being computed, per cache: concurrent misses of one key wait for one handler run. */
+const flightsByCache = new WeakMap<BaseCache, Map<string, Flight>>();
+
+/**
+ * Caches whole GET responses: `@UseInterceptors(CacheInterceptor)` on a controller or route, or
+ * `{ provide: APP_INTERCEPTOR, useClass: CacheInterceptor }` for the app.
+ *
+ * Safe by default: only GET 200 responses without Set-Cookie, private/no-store/no-cache or
+ * Vary: * are stored; requests carrying Authorization or Cookie bypass the cache unless the
+ * route keys per user (@CacheVary('authorization'), @CachePerUser) or is @CachePublic.
+ * Concurrent misses of one key run the handler once. A cache failure never fails a request.
+ *
+ * Subclass it to change the key (`trackBy`) or the rules (`isRequestCacheable`, `isResponseCacheable`).
+ */
+@Injectable()
+export class CacheInterceptor implements NestInterceptor {
+  protected readonly logger = new Logger('CacheInterceptor');
+  private readonly http: NonNullable<CacheModuleOptions['http']>;
+  private readonly statuses: readonly number[];
+  private readonly followTimeoutMs: number;
+  private readonly flights: Map<string, Flight>;
+  private readonly policies = new WeakMap<object, WeakMap<object, RoutePolicy>>();
+  private readonly warned = new WeakSet<RoutePolicy>();
+
+  constructor(
+    protected readonly cache: BaseCache,
+    @Inject(CACHE_MODULE_OPTIONS) protected readonly options: CacheModuleOptions,
+    protected readonly reflector: Reflector,
+    protected readonly adapterHost: HttpAdapterHost,
+  ) {
+    this.http = validHttpOptions(options.http ?? {});
+    this.statuses = this.http.statuses ?? DEFAULT_CACHEABLE_STATUSES;
+    this.followTimeoutMs =
+      ttlToMs(options.getOrSetTimeout ?? DEFAULT_GET_OR_SET_TIMEOUT, 'CacheModule option "getOrSetTimeout"') ??
+      2 ** 31 - 1;
+    let flights = flightsByCache.get(cache);
+    if (!flights) flightsByCache.set(cache, (flights = new Map()));
+    this.flights = flights;
+  }
+
+  async intercept(context: ExecutionContext, next: CallHandler): Promise<Observable<unknown>> {
+    if (this.options.enabled === false || context.getType() !== 'http') return next.handle();
+    const request = context.switchToHttp().getRequest();
+    const response = context.switchToHttp().getResponse();
+    if (request.method !== 'GET' && request.method !== 'HEAD') return next.handle();
+
+    const key = this.isRequestCacheable(context) ? this.keyOrBypass(context) : undefined;
+    if (key === undefined) {
+      this.mark(response, 'BYPASS');
+      return next.handle();
+    }
+    if (!(this.http.trustClientNoCache && clientWantsFresh(request.headers))) {
+      const cached = await this.cache.get<CachedResponse>(key);
+      if (isCachedResponse(cached)) return of(this.replay(response, cached));
+      const flight = this.flights.get(key);
+      if (flight) {
+        const led = await this.follow(flight);
+        if (led) return of(this.replay(response, led));
+      }
+    }
+    this.mark(response, 'MISS');
+    // A HEAD response has no body to store; it is answered from the GET entry when there is one.
+    if (request.method === 'HEAD') return next.handle();
+    return this.lead(context, key, next);
+  }
+
+  /**
+   * The cache key of this request, or undefined to bypass the cache. By default: method, path,
+   * canonical query, varied headers and the user of @CachePerUser, or the route's @CacheKey name
+   * with its path parameters; the module's `http.key` option may replace it.
+   */
+  protected trackBy(context: ExecutionContext): string | undefined {
+    const policy = this.policyFor(context);
+    const request = context.switchToHttp().getRequest();
+    const key = requestKey({
+      name: typeof policy.name === 'function' ? policy.name(context) : policy.name,
+      method: 'GET',
+      path: pathOf(request),
+      params: request.params ?? {},
+      query: request.query ?? {},
+      headers: policy.vary.map((header) => [header, request.headers[header]]),
+      user: policy.identify?.(context),
+    });
+    return this.http.key ? this.http.key(context, key) : key;
+  }
+
+  /**
+   * Whether this request may be served from and stored in the cache: not under @NoCache, and
+   * carrying no credentials (Authorization, Cookie) unless the route keys them or is @CachePublic.
+   */
+  protected isRequestCacheable(context: ExecutionContext): boolean {
+    const policy = this.policyFor(context);
+    if (policy.noCache) return false;
+    if (policy.isPublic) return true;
+    const { headers } = context.switchToHttp().getRequest();
+    if (unkeyedCredentials(headers, policy.vary).length === 0) return true;
+    return policy.identify !== undefined && policy.identify(context) !== undefined;
+  }
+
+  /** Why the response that was sent may not be stored, or undefined when it may. */
+  protected isResponseCacheable(sent: SentResponse, context: ExecutionContext): string | undefined {
+    return whyNotStorable(sent, this.statuses, this.policyFor(context).vary);
+  }
+
+  /** The decorators of the route and its controller, read once per route. */
+  protected policyFor(context: ExecutionContext): RoutePolicy {
+    const controller = context.getClass();
+    const handler = context.getHandler();
+    let byHandler = this.policies.get(controller);
+    if (!byHandler) this.policies.set(controller, (byHandler = new WeakMap()));
+    let policy = byHandler.get(handler);
+    if (!policy) {
+      const targets = [handler, controller];
+      const read = <T>(key: string) => this.reflector.getAllAndOverride<T | undefined>(key, targets);
+      policy = {
+        noCache: read<boolean>(NO_CACHE_METADATA) === true,
+        ttl: read<Ttl>(CACHE_TTL_METADATA) ?? this.http.ttl,
+        name: read<CacheKeyName>(CACHE_KEY_METADATA),
+        vary: [
+          ...new Set([
+            ...(this.http.vary ?? []).map((header) => header.toLowerCase()),
+            ...this.reflector.getAllAndMerge<string[]>(CACHE_VARY_METADATA, targets),
+          ]),
+        ],
+        identify: read<IdentifyUser>(CACHE_PER_USER_METADATA),
+        isPublic: read<boolean>(CACHE_PUBLIC_METADATA) === true,
+      };
+      byHandler.set(handler, policy);
+    }
+    return policy;
+  }
+
+  /** A key builder that throws bypasses the cache for that request: the request is still served. */
+  private keyOrBypass(context: ExecutionContext): string | undefined {
+    try {
+      return this.trackBy(context);
+    } catch (error) {
+      this.logger.error(messages.keyBuilderFailed(error instanceof Error ? error.message : String(error)));
+      return undefined;
+    }
+  }
+
+  /** Runs the handler; once the response is sent, stores it if it may be, and hands it to the waiters. */
+  private lead(context: ExecutionContext, key: string, next: CallHandler): Observable<unknown> {
+    const response = context.switchToHttp().getResponse();
+    let land!: (entry: CachedResponse | undefined) => void;
+    const flight: Flight = new Promise((resolve) => (land = resolve));
+    this.flights.set(key, flight);
+    const settle = (entry: CachedResponse | undefined) => {
+      raw.off('finish', onFinish).off('close', onClose);
+      if (this.flights.get(key) === flight) this.flights.delete(key);
+      land(entry);
+    };
+    let body: string | undefined;
+    const raw = response.raw ?? response;
+    const onFinish = () => settle(this.store(context, key, response, body));
+    const onClose = () => settle(undefined); // the client left before the response was complete
+    raw.once('finish', onFinish).once('close', onClose);
+    return next.handle().pipe(
+      tap({
+        next: (value) => (body = serializedBody(value)),
+        error: () => (body = undefined),
+      }),
+    );
+  }
+
+  private store(context: ExecutionContext, key: string, response: any, body: string | undefined) {
+    const sent: SentResponse = { status: response.statusCode, headers: response.getHeaders(), body };
+    const policy = this.policyFor(context);
+    const why = this.isResponseCacheable(sent, context);
+    if (why !== undefined) {
+      if (why.includes('interceptor') || why.includes('varies')) this.warnOnce(policy, messages.responseNotStored(pathOf(context.switchToHttp().getRequest()), why));
+      return undefined;
+    }
+    const entry: CachedResponse = { status: sent.status, headers: storedHeaders(sent.headers), body: body!, storedAt: Date.now() };
+    void this.cache.set(key, entry, policy.ttl);
+    return entry;
+  }
+
+  private async follow(flight: Flight): Promise<CachedResponse | undefined> {
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<undefined>((resolve) => {
+      timer = setTimeout(resolve, this.followTimeoutMs, undefined);
+      timer.unref();
+    });
+    try {
+      return await Promise.race([flight, gaveUp]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private replay(response: unknown, entry: CachedResponse): string {
+    const adapter = this.adapterHost.httpAdapter;
+    for (const name of Object.keys(entry.headers)) adapter.setHeader(response, name, entry.headers[name] as string);
+    adapter.setHeader(response, 'age', String(Math.max(0, Math.floor((Date.now() - entry.storedAt) / 1_000))));
+    this.mark(response, 'HIT');
+    return entry.body;
+  }
+
+  private mark(response: unknown, status: CacheStatus): void {
+    this.adapterHost.httpAdapter.setHeader(response, 'x-cache', status);
+  }
+
+  private warnOnce(policy: RoutePolicy, message: string): void {
+    if (this.warned.has(policy)) return;
+    this.warned.add(policy);
+    this.logger.warn(message);
+  }
+}
+
+/**
+ * The body as the client receives it: a string as it is, an object or array as JSON (what Nest's
+ * Express and Fastify adapters send). undefined for what is not stored: streams, files, Buffers, empty.
+ */
+function serializedBody(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (value === null || typeof value !== 'object') return undefined;
+  if (value instanceof StreamableFile || value instanceof Uint8Array || typeof (value as { pipe?: unknown }).pipe === 'function') {
+    return undefined;
+  }
+  try {
+    return JSON.stringify(value);
+  } catch {
+    return undefined; // Nest will fail to send it too; nothing to store
+  }
+}
+
+function isCachedResponse(value: unknown): value is CachedResponse {
+  return (
+    value !== null &&
+    typeof value === 'object' &&
+    typeof (value as CachedResponse).body === 'string' &&
+    typeof (value as CachedResponse).status === 'number'
+  );
+}
+
+/** The path as the client sent it, without the query. */
+function pathOf(request: { originalUrl?: string; url: string }): string {
+  const url = request.originalUrl ?? request.url;
+  const query = url.indexOf('?');
+  return query === -1 ? url : url.slice(0, query);
+}
+
+function validHttpOptions(http: NonNullable<CacheModuleOptions['http']>): NonNullable<CacheModuleOptions['http']> {
+  if (http.statuses !== undefined && (!Array.isArray(http.statuses) || !http.statuses.every((s) => Number.isInteger(s) && s >= 100 && s <= 599))) {
+    throw new CacheConfigError(messages.invalidOption('http.statuses', http.statuses, 'Use an array of HTTP statuses, e.g. [200, 203].'));
+  }
+  if (http.vary !== undefined && (!Array.isArray(http.vary) || !http.vary.every((h) => typeof h === 'string' && h.length > 0))) {
+    throw new CacheConfigError(messages.invalidOption('http.vary', http.vary, "Use an array of request header names, e.g. ['accept-language']."));
+  }
+  if (http.key !== undefined && typeof http.key !== 'function') {
+    throw new CacheConfigError(messages.invalidOption('http.key', http.key, 'Use a function (context, defaultKey) => key | undefined.'));
+  }
+  if (http.ttl !== undefined) ttlToMs(http.ttl, 'CacheModule option "http.ttl"');
+  return http;
+}

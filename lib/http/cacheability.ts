@@ -1,0 +1,83 @@
+import { CREDENTIAL_HEADERS, UNSTORED_RESPONSE_HEADERS } from '../cache.constants.js';
+
+/** A response as the cache stores and replays it. */
+export interface CachedResponse {
+  status: number;
+  headers: Record<string, string | string[]>;
+  /** The body bytes the client received, as text (JSON or the handler's string). */
+  body: string;
+  /** When it was stored (ms since epoch), for the Age header. */
+  storedAt: number;
+}
+
+/** What the interceptor knows of a response once it has been sent. */
+export interface SentResponse {
+  status: number;
+  headers: Record<string, unknown>;
+  /** The body the handler produced, serialized; undefined when it cannot be stored (stream, Buffer...). */
+  body: string | undefined;
+}
+
+/** Why a response was not stored; undefined when it may be. The one place these rules live. */
+export function whyNotStorable(
+  sent: SentResponse,
+  statuses: readonly number[],
+  keyedHeaders: readonly string[],
+): string | undefined {
+  if (sent.body === undefined) return 'the body is not JSON or text (a stream, a Buffer, empty)';
+  if (!statuses.includes(sent.status)) return `status ${sent.status} is not one of ${statuses.join(', ')}`;
+  if (sent.headers['set-cookie'] !== undefined) return 'it sets a cookie';
+  const cacheControl = directives(sent.headers['cache-control']);
+  for (const directive of ['private', 'no-store', 'no-cache']) {
+    if (cacheControl.has(directive)) return `Cache-Control: ${directive}`;
+  }
+  for (const header of list(sent.headers['vary'])) {
+    if (header === '*') return 'Vary: *';
+    // Compression middleware varies on Accept-Encoding after us, on the body we store uncompressed.
+    if (header !== 'accept-encoding' && !keyedHeaders.includes(header)) {
+      return `it varies on ${header}, which the key does not include (add @CacheVary('${header}'))`;
+    }
+  }
+  const length = Number(sent.headers['content-length']);
+  if (!Number.isNaN(length) && length !== Buffer.byteLength(sent.body)) {
+    return 'the body sent differs from what the handler returned (an interceptor outside CacheInterceptor changed it?)';
+  }
+  return undefined;
+}
+
+/** The headers worth replaying: everything but per-response, per-connection and CORS ones. */
+export function storedHeaders(headers: Record<string, unknown>): Record<string, string | string[]> {
+  const kept: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase();
+    if (value === undefined || UNSTORED_RESPONSE_HEADERS.has(lower) || lower.startsWith('access-control-')) continue;
+    kept[lower] = Array.isArray(value) ? value.map(String) : String(value);
+  }
+  return kept;
+}
+
+/** Credential headers the request carries that the key does not include. */
+export function unkeyedCredentials(
+  requestHeaders: Record<string, unknown>,
+  keyedHeaders: readonly string[],
+): string[] {
+  return CREDENTIAL_HEADERS.filter((name) => requestHeaders[name] !== undefined && !keyedHeaders.includes(name));
+}
+
+/** Whether the client asked for a fresh response (Cache-Control: no-cache, or Pragma: no-cache). */
+export function clientWantsFresh(requestHeaders: Record<string, unknown>): boolean {
+  return directives(requestHeaders['cache-control']).has('no-cache') || directives(requestHeaders['pragma']).has('no-cache');
+}
+
+function directives(header: unknown): Set<string> {
+  return new Set(list(header).map((directive) => directive.split('=')[0]!.trim()));
+}
+
+function list(header: unknown): string[] {
+  if (header === undefined || header === null) return [];
+  const text = Array.isArray(header) ? header.join(',') : String(header);
+  return text
+    .split(',')
+    .map((part) => part.trim().toLowerCase())
+    .filter(Boolean);
+}

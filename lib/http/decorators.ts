@@ -1,0 +1,74 @@
+import { type ExecutionContext, SetMetadata } from '@nestjs/common';
+import {
+  CACHE_KEY_METADATA,
+  CACHE_PER_USER_METADATA,
+  CACHE_PUBLIC_METADATA,
+  CACHE_TTL_METADATA,
+  CACHE_VARY_METADATA,
+  NO_CACHE_METADATA,
+} from '../cache.constants.js';
+import { ttlToMs, type Ttl } from '../ttl.js';
+
+/** Names the entry of a route instead of its path; path parameters and query still key it. */
+export type CacheKeyName = string | ((context: ExecutionContext) => string);
+
+/** Tells who is asking, for routes whose response depends on the user (undefined: nobody known). */
+export type IdentifyUser = (context: ExecutionContext) => string | undefined;
+
+/**
+ * How long the route's responses are cached: SECONDS when a number, or with a unit
+ * ('30s', '5m', '1h'); null never expires. Checked when the class is defined.
+ */
+export const CacheTTL = (ttl: Ttl) => {
+  ttlToMs(ttl, '@CacheTTL() ttl');
+  return SetMetadata(CACHE_TTL_METADATA, ttl);
+};
+
+/**
+ * Names the cache entry of a route (e.g. for invalidation), replacing its method and path in the
+ * key. Path parameters, the query and varied headers stay in the key, so a name never makes
+ * /users/1 and /users/2 share an entry.
+ */
+export const CacheKey = (name: CacheKeyName) => {
+  if (typeof name !== 'function' && (typeof name !== 'string' || name.length === 0)) {
+    throw new TypeError('@CacheKey() takes a non-empty string or a function of the ExecutionContext.');
+  }
+  return SetMetadata(CACHE_KEY_METADATA, name);
+};
+
+/** Never caches this route (or every route of this controller); responses say X-Cache: BYPASS. */
+export const NoCache = () => SetMetadata(NO_CACHE_METADATA, true);
+
+/**
+ * Request headers this route's response depends on (e.g. 'accept-language'): each value gets its
+ * own entry. Varying on 'authorization' or 'cookie' keys the route per user, so requests that
+ * carry them are cached too, each user apart.
+ */
+export const CacheVary = (...headers: string[]) => {
+  for (const header of headers) {
+    if (typeof header !== 'string' || header.length === 0) {
+      throw new TypeError('@CacheVary() takes request header names, e.g. @CacheVary("accept-language").');
+    }
+  }
+  return SetMetadata(
+    CACHE_VARY_METADATA,
+    headers.map((header) => header.toLowerCase()),
+  );
+};
+
+/**
+ * Caches the route per user: `identify` returns who is asking (e.g. `(ctx) => ctx.switchToHttp().getRequest().user?.id`),
+ * and the identity joins the key. A request with credentials whose user is not identified bypasses the cache.
+ */
+export const CachePerUser = (identify: IdentifyUser) => {
+  if (typeof identify !== 'function') {
+    throw new TypeError('@CachePerUser() takes a function (context) => user id | undefined.');
+  }
+  return SetMetadata(CACHE_PER_USER_METADATA, identify);
+};
+
+/**
+ * Declares the route's response the same for every user, so requests that carry Authorization
+ * or Cookie are cached (and served) too. Use only where that is true, e.g. a public catalogue.
+ */
+export const CachePublic = () => SetMetadata(CACHE_PUBLIC_METADATA, true);
