@@ -16,7 +16,10 @@ export default defineConfig({
   // Tests import the package by its name, as users do, straight from the sources.
   resolve: {
     alias: [
-      { find: /^nest-cache\/testing$/, replacement: new URL('./lib/testing/index.ts', import.meta.url).pathname },
+      {
+        find: /^nest-cache\/testing$/,
+        replacement: new URL('./lib/testing/index.ts', import.meta.url).pathname,
+      },
       { find: /^nest-cache$/, replacement: new URL('./lib/index.ts', import.meta.url).pathname },
     ],
   },

@@ -89,10 +89,15 @@ export abstract class BaseCache {
 
   constructor(options: BaseCacheOptions = {}) {
     this.prefix = validPrefix(options.prefix ?? DEFAULT_PREFIX);
-    this.defaultTtlMs = ttlToMs(options.ttl === undefined ? DEFAULT_TTL : options.ttl, 'CacheModule option "ttl"');
+    this.defaultTtlMs = ttlToMs(
+      options.ttl === undefined ? DEFAULT_TTL : options.ttl,
+      'CacheModule option "ttl"',
+    );
     this.getOrSetTimeoutMs =
-      ttlToMs(options.getOrSetTimeout ?? DEFAULT_GET_OR_SET_TIMEOUT, 'CacheModule option "getOrSetTimeout"') ??
-      2 ** 31 - 1;
+      ttlToMs(
+        options.getOrSetTimeout ?? DEFAULT_GET_OR_SET_TIMEOUT,
+        'CacheModule option "getOrSetTimeout"',
+      ) ?? 2 ** 31 - 1;
     this.serializer = options.serializer ?? defaultSerializer;
     this.logger = new Logger(this.constructor.name);
     this.failures = new FailurePolicy(this.constructor.name, this.logger);
@@ -177,7 +182,8 @@ export abstract class BaseCache {
 
   /** Stores every entry, or none when one of them is invalid. Resolves true when all were stored. */
   async setMany<T>(entries: CacheEntry<T>[]): Promise<boolean> {
-    if (!Array.isArray(entries)) throw new TypeError('setMany expects an array of { key, value, ttl? }.');
+    if (!Array.isArray(entries))
+      throw new TypeError('setMany expects an array of { key, value, ttl? }.');
     const stored = entries.map((entry) => this.entryFor(entry, 'setMany'));
     const ok = await this.attempt('setMany', false, () => this.writeEntries(stored));
     if (ok) this.stats.writes += stored.length;
@@ -289,7 +295,9 @@ export abstract class BaseCache {
       return value;
     } catch (error) {
       // A corrupt entry (written by another program, or an older format) is a miss, and is removed.
-      this.failures.warn(messages.corruptEntry(full, error instanceof Error ? error.message : String(error)));
+      this.failures.warn(
+        messages.corruptEntry(full, error instanceof Error ? error.message : String(error)),
+      );
       void this.remove([full]);
       this.stats.misses += 1;
       return MISS;
@@ -311,12 +319,18 @@ export abstract class BaseCache {
     const value = await factory();
     if (value === undefined) return undefined;
     const bytes = this.encode(key, value);
-    const stored = await this.attempt('set', false, () => this.writeEntry({ key: full, bytes, ttlMs }));
+    const stored = await this.attempt('set', false, () =>
+      this.writeEntry({ key: full, bytes, ttlMs }),
+    );
     if (stored) this.stats.writes += 1;
     return bytes;
   }
 
-  private waitFor(key: string, full: string, flight: Promise<Buffer | undefined>): Promise<Buffer | undefined> {
+  private waitFor(
+    key: string,
+    full: string,
+    flight: Promise<Buffer | undefined>,
+  ): Promise<Buffer | undefined> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
@@ -356,7 +370,8 @@ export abstract class BaseCache {
 
   private keyFor(key: string, operation: string): string {
     this.assertOpen(operation);
-    if (typeof key !== 'string' || key.length === 0) throw new InvalidKeyError(messages.invalidKey(key));
+    if (typeof key !== 'string' || key.length === 0)
+      throw new InvalidKeyError(messages.invalidKey(key));
     return `${this.prefix}:${key.length > MAX_KEY_LENGTH ? shortened(key) : key}`;
   }
 
@@ -371,6 +386,7 @@ function shortened(key: string): string {
 }
 
 function validPrefix(prefix: unknown): string {
-  if (typeof prefix !== 'string' || prefix.length === 0) throw new CacheConfigError(messages.invalidPrefix(prefix));
+  if (typeof prefix !== 'string' || prefix.length === 0)
+    throw new CacheConfigError(messages.invalidPrefix(prefix));
   return prefix;
 }

@@ -14,7 +14,8 @@ export async function createCache(options: CacheModuleOptions = {}): Promise<Bas
   const backend = options.backend ?? 'memory';
   if (backend === 'memory') return new MemoryCache(options);
   if (backend === 'redis') return RedisCache.create(options);
-  if (typeof backend === 'function' && backend.prototype instanceof BaseCache) return new backend(options);
+  if (typeof backend === 'function' && backend.prototype instanceof BaseCache)
+    return new backend(options);
   throw new CacheConfigError(messages.unknownBackend(backend));
 }
 

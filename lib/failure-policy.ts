@@ -1,5 +1,9 @@
 import { Logger } from '@nestjs/common';
-import { BREAKER_COOLDOWN_MS, BREAKER_THRESHOLD, ERROR_LOG_INTERVAL_MS } from './cache.constants.js';
+import {
+  BREAKER_COOLDOWN_MS,
+  BREAKER_THRESHOLD,
+  ERROR_LOG_INTERVAL_MS,
+} from './cache.constants.js';
 import { messages } from './messages.js';
 
 /**
@@ -41,7 +45,9 @@ export class FailurePolicy {
 
   private report(operation: string, reason: string): void {
     if (!this.mayLog()) return;
-    this.logger.error(messages.backendFailing(this.backendName, operation, reason, this.suppressed));
+    this.logger.error(
+      messages.backendFailing(this.backendName, operation, reason, this.suppressed),
+    );
     this.suppressed = 0;
   }
 

@@ -1,6 +1,10 @@
 export { CacheModule } from './cache.module.js';
 export { CACHE_MODULE_OPTIONS, type CacheOptionsFactory } from './cache.module-definition.js';
-export type { CacheBackend, CacheBackendClass, CacheModuleOptions } from './cache-module.options.js';
+export type {
+  CacheBackend,
+  CacheBackendClass,
+  CacheModuleOptions,
+} from './cache-module.options.js';
 export { createCache } from './cache.providers.js';
 export {
   BaseCache,

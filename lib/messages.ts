@@ -58,13 +58,14 @@ export const messages = {
 
   redisClientUnbounded: () =>
     `The ioredis client given as CacheModule option "redis.client" has no commandTimeout or keeps an offline queue, so a cache call can wait a minute while Redis is down and a write reported as failed can land later. Create it with { commandTimeout: 500, enableOfflineQueue: false, maxRetriesPerRequest: 0 }, or pass "redis.url" and let RedisCache configure its own client.`,
-
 } as const;
 
 /** A short, value-free description for messages: never prints cached data. */
 export function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value);
-  if (typeof value === 'number' || typeof value === 'boolean' || value == null) return String(value);
+  if (typeof value === 'string')
+    return JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value);
+  if (typeof value === 'number' || typeof value === 'boolean' || value == null)
+    return String(value);
   if (typeof value === 'bigint') return `${value}n`;
   if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;
   return Array.isArray(value) ? 'an array' : `a ${typeof value}`;

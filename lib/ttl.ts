@@ -11,7 +11,13 @@ export type TtlUnit = 'ms' | 's' | 'm' | 'h' | 'd';
  */
 export type Ttl = number | `${number}${TtlUnit}` | null;
 
-const UNIT_MS: Record<TtlUnit, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const UNIT_MS: Record<TtlUnit, number> = {
+  ms: 1,
+  s: 1_000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+};
 const TTL_STRING = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
 
 /**
@@ -26,7 +32,9 @@ export function ttlToMs(ttl: Ttl, where = 'ttl'): number | null {
   const ms = typeof ttl === 'number' ? ttl * 1_000 : stringToMs(ttl, where);
   if (Number.isNaN(ms)) throw new InvalidTtlError(messages.invalidTtl(where, ttl, 'is NaN'));
   if (ms === Infinity) {
-    throw new InvalidTtlError(messages.invalidTtl(where, ttl, 'is Infinity; use null for never expires'));
+    throw new InvalidTtlError(
+      messages.invalidTtl(where, ttl, 'is Infinity; use null for never expires'),
+    );
   }
   if (ms <= 0) {
     throw new InvalidTtlError(

@@ -27,6 +27,10 @@ export class ReportService {
   private async build(id: string): Promise<Report> {
     this.builds += 1;
     await sleep(Number(process.env.REPORT_BUILD_MS ?? 1_000)); // a slow query, say
-    return { id, total: [...id].reduce((sum, c) => sum + c.charCodeAt(0), 0), generatedAt: new Date() };
+    return {
+      id,
+      total: [...id].reduce((sum, c) => sum + c.charCodeAt(0), 0),
+      generatedAt: new Date(),
+    };
   }
 }

@@ -9,7 +9,11 @@ export class ReportsController {
   async one(@Param('id') id: string) {
     const started = performance.now();
     const report = await this.reports.report(id);
-    return { ...report, servedInMs: Math.round(performance.now() - started), builds: this.reports.builds };
+    return {
+      ...report,
+      servedInMs: Math.round(performance.now() - started),
+      builds: this.reports.builds,
+    };
   }
 
   @Delete(':id')

@@ -25,7 +25,10 @@ async function boot(options: CacheModuleOptions) {
 describe('CacheModule with backend: redis', () => {
   let server: RedisServerHandle;
   let admin: Redis;
-  const connections = async () => String(await admin.client('LIST')).trim().split('\n').length - 1;
+  const connections = async () =>
+    String(await admin.client('LIST'))
+      .trim()
+      .split('\n').length - 1;
 
   beforeAll(async () => {
     server = await startRedisServer();
@@ -37,7 +40,11 @@ describe('CacheModule with backend: redis', () => {
   });
 
   it('injects a RedisCache that stores in that Redis', async () => {
-    const { app, cache } = await boot({ backend: 'redis', redis: { url: server.url }, prefix: 'mod' });
+    const { app, cache } = await boot({
+      backend: 'redis',
+      redis: { url: server.url },
+      prefix: 'mod',
+    });
     expect(cache).toBeInstanceOf(RedisCache);
     await cache.set('k', { at: new Date(0) });
     expect(await admin.exists('mod:k')).toBe(1);
@@ -64,7 +71,10 @@ describe('CacheModule with backend: redis', () => {
   it('boots with Redis down, serves misses, and shuts down promptly', async () => {
     const port = await freePort(); // nothing listens there
     const started = Date.now();
-    const { app, cache } = await boot({ backend: 'redis', redis: { url: `redis://127.0.0.1:${port}` } });
+    const { app, cache } = await boot({
+      backend: 'redis',
+      redis: { url: `redis://127.0.0.1:${port}` },
+    });
     expect(await cache.getOrSet('k', () => 'from origin')).toBe('from origin');
     await app.close();
     expect(Date.now() - started).toBeLessThan(5_000);

@@ -44,7 +44,9 @@ describe('CacheModule.forRoot', () => {
   });
 
   it('constructs a custom backend class with the module options', async () => {
-    const { app, cache } = await start([CacheModule.forRoot({ backend: MapCache, prefix: 'custom' })]);
+    const { app, cache } = await start([
+      CacheModule.forRoot({ backend: MapCache, prefix: 'custom' }),
+    ]);
     expect(cache).toBeInstanceOf(MapCache);
     expect(cache.prefix).toBe('custom');
     await app.close();
@@ -61,7 +63,9 @@ describe('CacheModule.forRoot', () => {
     @Module({ providers: [ReportService], exports: [ReportService] })
     class FeatureModule {}
 
-    const local = Test.createTestingModule({ imports: [CacheModule.forRoot({}), FeatureModule] }).compile();
+    const local = Test.createTestingModule({
+      imports: [CacheModule.forRoot({}), FeatureModule],
+    }).compile();
     await expect(local).rejects.toThrow(/BaseCache/);
 
     const global = await Test.createTestingModule({
@@ -76,7 +80,12 @@ describe('CacheModule.forRootAsync', () => {
   it('useFactory with ConfigService', async () => {
     const { app, cache } = await start([
       CacheModule.forRootAsync({
-        imports: [ConfigModule.forRoot({ ignoreEnvFile: true, load: [() => ({ CACHE_BACKEND: 'memory', CACHE_PREFIX: 'cfg' })] })],
+        imports: [
+          ConfigModule.forRoot({
+            ignoreEnvFile: true,
+            load: [() => ({ CACHE_BACKEND: 'memory', CACHE_PREFIX: 'cfg' })],
+          }),
+        ],
         inject: [ConfigService],
         useFactory: (config: ConfigService) => ({
           backend: config.get('CACHE_BACKEND'),
@@ -122,7 +131,10 @@ describe('CacheModule.forRootAsync', () => {
     @Module({ providers: [ReportService], exports: [ReportService] })
     class FeatureModule {}
     const moduleRef = await Test.createTestingModule({
-      imports: [CacheModule.forRootAsync({ isGlobal: true, useFactory: () => ({ prefix: 'g' }) }), FeatureModule],
+      imports: [
+        CacheModule.forRootAsync({ isGlobal: true, useFactory: () => ({ prefix: 'g' }) }),
+        FeatureModule,
+      ],
     }).compile();
     expect(moduleRef.get(ReportService).cache.prefix).toBe('g');
     await moduleRef.close();
@@ -135,7 +147,9 @@ describe('bad configuration fails at bootstrap with the option and the fix', () 
 
   it('an unknown backend', async () => {
     await expect(boot({ backend: 'memcached' as never })).rejects.toThrow(CacheConfigError);
-    await expect(boot({ backend: 'memcached' as never })).rejects.toThrow(/"backend".*'memory'.*'redis'.*extends BaseCache/);
+    await expect(boot({ backend: 'memcached' as never })).rejects.toThrow(
+      /"backend".*'memory'.*'redis'.*extends BaseCache/,
+    );
   });
 
   it('a class that does not extend BaseCache', async () => {
@@ -157,6 +171,8 @@ describe('bad configuration fails at bootstrap with the option and the fix', () 
   });
 
   it('a malformed Redis URL', async () => {
-    await expect(boot({ backend: 'redis', redis: { url: 'http://nope' } })).rejects.toThrow(/redis\.url/);
+    await expect(boot({ backend: 'redis', redis: { url: 'http://nope' } })).rejects.toThrow(
+      /redis\.url/,
+    );
   });
 });

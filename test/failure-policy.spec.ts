@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { BREAKER_COOLDOWN_MS, BREAKER_THRESHOLD, ERROR_LOG_INTERVAL_MS } from '../lib/cache.constants.js';
+import {
+  BREAKER_COOLDOWN_MS,
+  BREAKER_THRESHOLD,
+  ERROR_LOG_INTERVAL_MS,
+} from '../lib/cache.constants.js';
 import { FailurePolicy } from '../lib/failure-policy.js';
 
 function policy() {
@@ -13,7 +17,11 @@ describe('FailurePolicy', () => {
   it('logs the first failure with the operation, the reason and what fail-open means', () => {
     const { lines, failures } = policy();
     failures.failed('get', new Error('Command timed out'));
-    expect(lines).toEqual([expect.stringMatching(/RedisCache get failed \(Command timed out\).*reads are misses, writes are dropped/)]);
+    expect(lines).toEqual([
+      expect.stringMatching(
+        /RedisCache get failed \(Command timed out\).*reads are misses, writes are dropped/,
+      ),
+    ]);
   });
 
   it('logs at most once per interval, then says how many it held back', () => {
@@ -46,7 +54,10 @@ describe('FailurePolicy', () => {
 
   it('logs only the error message, never other properties of it', () => {
     const { lines, failures } = policy();
-    failures.failed('set', Object.assign(new Error('ERR wrong number'), { command: { args: ['secret-value'] } }));
+    failures.failed(
+      'set',
+      Object.assign(new Error('ERR wrong number'), { command: { args: ['secret-value'] } }),
+    );
     expect(lines.join()).not.toContain('secret-value');
   });
 });

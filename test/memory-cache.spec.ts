@@ -2,7 +2,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { CacheConfigError, MemoryCache } from '../lib/index.js';
 import { cacheBehaviourSuite } from '../lib/testing/index.js';
 
-cacheBehaviourSuite('MemoryCache', (options) => new MemoryCache(options), { describe, it, afterEach });
+cacheBehaviourSuite('MemoryCache', (options) => new MemoryCache(options), {
+  describe,
+  it,
+  afterEach,
+});
 
 describe('MemoryCache bounds', () => {
   it('evicts the least recently used entry past max', async () => {
@@ -31,10 +35,13 @@ describe('MemoryCache bounds', () => {
     expect(await cache.get('k')).toBeUndefined();
   });
 
-  it.each([0, -1, 1.5, Infinity, NaN, '100'])('refuses memory.max = %s with a CacheConfigError naming the option', (max) => {
-    expect(() => new MemoryCache({ memory: { max: max as number } })).toThrow(CacheConfigError);
-    expect(() => new MemoryCache({ memory: { max: max as number } })).toThrow(/memory\.max/);
-  });
+  it.each([0, -1, 1.5, Infinity, NaN, '100'])(
+    'refuses memory.max = %s with a CacheConfigError naming the option',
+    (max) => {
+      expect(() => new MemoryCache({ memory: { max: max as number } })).toThrow(CacheConfigError);
+      expect(() => new MemoryCache({ memory: { max: max as number } })).toThrow(/memory\.max/);
+    },
+  );
 
   it('refuses a non-positive memory.maxBytes', () => {
     expect(() => new MemoryCache({ memory: { maxBytes: 0 } })).toThrow(/memory\.maxBytes/);

@@ -1,5 +1,14 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,11 +50,15 @@ describe('package manifest', () => {
     const builtins = new Set(builtinModules);
     for (const file of jsFiles(join(root, 'dist'))) {
       const source = readFileSync(file, 'utf8');
-      const imports = /^\s*(?:import|export)\s[^;'"]*?\bfrom\s*['"]([^'"]+)['"]|^\s*import\s*['"]([^'"]+)['"]|\bimport\(\s*['"]([^'"]+)['"]\)/gm;
+      const imports =
+        /^\s*(?:import|export)\s[^;'"]*?\bfrom\s*['"]([^'"]+)['"]|^\s*import\s*['"]([^'"]+)['"]|\bimport\(\s*['"]([^'"]+)['"]\)/gm;
       for (const [, from, bare, dynamic] of source.matchAll(imports)) {
         const specifier = from ?? bare ?? dynamic;
-        if (specifier.startsWith('.') || specifier.startsWith('node:') || builtins.has(specifier)) continue;
-        const name = specifier.startsWith('@') ? specifier.split('/').slice(0, 2).join('/') : specifier.split('/')[0];
+        if (specifier.startsWith('.') || specifier.startsWith('node:') || builtins.has(specifier))
+          continue;
+        const name = specifier.startsWith('@')
+          ? specifier.split('/').slice(0, 2).join('/')
+          : specifier.split('/')[0];
         expect(declared, `${file} imports ${specifier}`).toContain(name);
       }
     }
@@ -64,13 +77,25 @@ describe('npm pack gives a package a separate app installs and uses', () => {
   beforeAll(() => {
     requireBuild();
     app = mkdtempSync(join(tmpdir(), 'nest-cache-consumer-'));
-    const packed = JSON.parse(execFileSync('npm', ['pack', '--json', '--pack-destination', app], { cwd: root, encoding: 'utf8' }));
+    const packed = JSON.parse(
+      execFileSync('npm', ['pack', '--json', '--pack-destination', app], {
+        cwd: root,
+        encoding: 'utf8',
+      }),
+    );
     const modules = join(app, 'node_modules');
     mkdirSync(join(modules, 'nest-cache'), { recursive: true });
-    execFileSync('tar', ['-xzf', join(app, packed[0].filename), '-C', join(modules, 'nest-cache'), '--strip-components=1']);
+    execFileSync('tar', [
+      '-xzf',
+      join(app, packed[0].filename),
+      '-C',
+      join(modules, 'nest-cache'),
+      '--strip-components=1',
+    ]);
     // The app's other dependencies are this repository's installed ones.
     for (const name of readdirSync(join(root, 'node_modules'))) {
-      if (name !== '.bin' && !existsSync(join(modules, name))) symlinkSync(join(root, 'node_modules', name), join(modules, name));
+      if (name !== '.bin' && !existsSync(join(modules, name)))
+        symlinkSync(join(root, 'node_modules', name), join(modules, name));
     }
   }, 60_000);
 
@@ -100,7 +125,11 @@ describe('npm pack gives a package a separate app installs and uses', () => {
         const { cacheBehaviourSuite } = require('nest-cache/testing');`),
     );
     const out = execFileSync(process.execPath, ['main.cjs'], { cwd: app, encoding: 'utf8' });
-    expect(JSON.parse(out.trim().split('\n').at(-1)!)).toEqual({ date: true, closed: true, suite: 'function' });
+    expect(JSON.parse(out.trim().split('\n').at(-1)!)).toEqual({
+      date: true,
+      closed: true,
+      suite: 'function',
+    });
   });
 
   it('loads from an ESM Nest app with import', () => {
@@ -113,11 +142,18 @@ describe('npm pack gives a package a separate app installs and uses', () => {
         import { cacheBehaviourSuite } from 'nest-cache/testing';`),
     );
     const out = execFileSync(process.execPath, ['main.mjs'], { cwd: app, encoding: 'utf8' });
-    expect(JSON.parse(out.trim().split('\n').at(-1)!)).toEqual({ date: true, closed: true, suite: 'function' });
+    expect(JSON.parse(out.trim().split('\n').at(-1)!)).toEqual({
+      date: true,
+      closed: true,
+      suite: 'function',
+    });
   });
 
   it('ships the built code and the sources its maps point to, and no tests', () => {
-    const files = execFileSync('find', ['.', '-type', 'f'], { cwd: join(app, 'node_modules/nest-cache'), encoding: 'utf8' });
+    const files = execFileSync('find', ['.', '-type', 'f'], {
+      cwd: join(app, 'node_modules/nest-cache'),
+      encoding: 'utf8',
+    });
     expect(files).toContain('./dist/index.js');
     expect(files).toContain('./dist/testing/index.d.ts');
     expect(files).not.toContain('./test/');

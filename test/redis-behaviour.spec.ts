@@ -5,8 +5,12 @@ import { useRedis } from './support/redis-server.js';
 
 // The same contract the memory and custom backends keep, over a real redis-server.
 const redis = useRedis();
-cacheBehaviourSuite('RedisCache', (options) => RedisCache.create({ ...options, redis: { url: redis.url } }), {
-  describe,
-  it,
-  afterEach,
-});
+cacheBehaviourSuite(
+  'RedisCache',
+  (options) => RedisCache.create({ ...options, redis: { url: redis.url } }),
+  {
+    describe,
+    it,
+    afterEach,
+  },
+);

@@ -11,7 +11,9 @@ describe('sample app', () => {
   beforeAll(async () => {
     process.env.REPORT_BUILD_MS = '300';
     const { AppModule } = await import('../sample/app.module.js');
-    app = (await Test.createTestingModule({ imports: [AppModule] }).compile()).createNestApplication({ logger: false });
+    app = (
+      await Test.createTestingModule({ imports: [AppModule] }).compile()
+    ).createNestApplication({ logger: false });
     await app.listen(0, '127.0.0.1');
     base = `${await app.getUrl()}/reports`;
   });

@@ -83,8 +83,10 @@ export class CacheInterceptor implements NestInterceptor {
     this.http = validHttpOptions(options.http ?? {});
     this.statuses = this.http.statuses ?? DEFAULT_CACHEABLE_STATUSES;
     this.followTimeoutMs =
-      ttlToMs(options.getOrSetTimeout ?? DEFAULT_GET_OR_SET_TIMEOUT, 'CacheModule option "getOrSetTimeout"') ??
-      2 ** 31 - 1;
+      ttlToMs(
+        options.getOrSetTimeout ?? DEFAULT_GET_OR_SET_TIMEOUT,
+        'CacheModule option "getOrSetTimeout"',
+      ) ?? 2 ** 31 - 1;
     let flights = flightsByCache.get(cache);
     if (!flights) flightsByCache.set(cache, (flights = new Map()));
     this.flights = flights;
@@ -163,7 +165,8 @@ export class CacheInterceptor implements NestInterceptor {
     let policy = byHandler.get(handler);
     if (!policy) {
       const targets = [handler, controller];
-      const read = <T>(key: string) => this.reflector.getAllAndOverride<T | undefined>(key, targets);
+      const read = <T>(key: string) =>
+        this.reflector.getAllAndOverride<T | undefined>(key, targets);
       policy = {
         noCache: read<boolean>(NO_CACHE_METADATA) === true,
         ttl: read<Ttl>(CACHE_TTL_METADATA) ?? this.http.ttl,
@@ -187,7 +190,9 @@ export class CacheInterceptor implements NestInterceptor {
     try {
       return this.trackBy(context);
     } catch (error) {
-      this.logger.error(messages.keyBuilderFailed(error instanceof Error ? error.message : String(error)));
+      this.logger.error(
+        messages.keyBuilderFailed(error instanceof Error ? error.message : String(error)),
+      );
       return undefined;
     }
   }
@@ -217,14 +222,27 @@ export class CacheInterceptor implements NestInterceptor {
   }
 
   private store(context: ExecutionContext, key: string, response: any, body: string | undefined) {
-    const sent: SentResponse = { status: response.statusCode, headers: response.getHeaders(), body };
+    const sent: SentResponse = {
+      status: response.statusCode,
+      headers: response.getHeaders(),
+      body,
+    };
     const policy = this.policyFor(context);
     const why = this.isResponseCacheable(sent, context);
     if (why !== undefined) {
-      if (why.includes('interceptor') || why.includes('varies')) this.warnOnce(policy, messages.responseNotStored(pathOf(context.switchToHttp().getRequest()), why));
+      if (why.includes('interceptor') || why.includes('varies'))
+        this.warnOnce(
+          policy,
+          messages.responseNotStored(pathOf(context.switchToHttp().getRequest()), why),
+        );
       return undefined;
     }
-    const entry: CachedResponse = { status: sent.status, headers: storedHeaders(sent.headers), body: body!, storedAt: Date.now() };
+    const entry: CachedResponse = {
+      status: sent.status,
+      headers: storedHeaders(sent.headers),
+      body: body!,
+      storedAt: Date.now(),
+    };
     void this.cache.set(key, entry, policy.ttl);
     return entry;
   }
@@ -244,8 +262,14 @@ export class CacheInterceptor implements NestInterceptor {
 
   private replay(response: unknown, entry: CachedResponse): string {
     const adapter = this.adapterHost.httpAdapter;
-    for (const name of Object.keys(entry.headers)) adapter.setHeader(response, name, entry.headers[name] as string);
-    adapter.setHeader(response, 'age', String(Math.max(0, Math.floor((Date.now() - entry.storedAt) / 1_000))));
+    adapter.status(response, entry.status);
+    for (const name of Object.keys(entry.headers))
+      adapter.setHeader(response, name, entry.headers[name] as string);
+    adapter.setHeader(
+      response,
+      'age',
+      String(Math.max(0, Math.floor((Date.now() - entry.storedAt) / 1_000))),
+    );
     this.mark(response, 'HIT');
     return entry.body;
   }
@@ -268,7 +292,11 @@ export class CacheInterceptor implements NestInterceptor {
 function serializedBody(value: unknown): string | undefined {
   if (typeof value === 'string') return value;
   if (value === null || typeof value !== 'object') return undefined;
-  if (value instanceof StreamableFile || value instanceof Uint8Array || typeof (value as { pipe?: unknown }).pipe === 'function') {
+  if (
+    value instanceof StreamableFile ||
+    value instanceof Uint8Array ||
+    typeof (value as { pipe?: unknown }).pipe === 'function'
+  ) {
     return undefined;
   }
   try {
@@ -294,15 +322,42 @@ function pathOf(request: { originalUrl?: string; url: string }): string {
   return query === -1 ? url : url.slice(0, query);
 }
 
-function validHttpOptions(http: NonNullable<CacheModuleOptions['http']>): NonNullable<CacheModuleOptions['http']> {
-  if (http.statuses !== undefined && (!Array.isArray(http.statuses) || !http.statuses.every((s) => Number.isInteger(s) && s >= 100 && s <= 599))) {
-    throw new CacheConfigError(messages.invalidOption('http.statuses', http.statuses, 'Use an array of HTTP statuses, e.g. [200, 203].'));
+function validHttpOptions(
+  http: NonNullable<CacheModuleOptions['http']>,
+): NonNullable<CacheModuleOptions['http']> {
+  if (
+    http.statuses !== undefined &&
+    (!Array.isArray(http.statuses) ||
+      !http.statuses.every((s) => Number.isInteger(s) && s >= 100 && s <= 599))
+  ) {
+    throw new CacheConfigError(
+      messages.invalidOption(
+        'http.statuses',
+        http.statuses,
+        'Use an array of HTTP statuses, e.g. [200, 203].',
+      ),
+    );
   }
-  if (http.vary !== undefined && (!Array.isArray(http.vary) || !http.vary.every((h) => typeof h === 'string' && h.length > 0))) {
-    throw new CacheConfigError(messages.invalidOption('http.vary', http.vary, "Use an array of request header names, e.g. ['accept-language']."));
+  if (
+    http.vary !== undefined &&
+    (!Array.isArray(http.vary) || !http.vary.every((h) => typeof h === 'string' && h.length > 0))
+  ) {
+    throw new CacheConfigError(
+      messages.invalidOption(
+        'http.vary',
+        http.vary,
+        "Use an array of request header names, e.g. ['accept-language'].",
+      ),
+    );
   }
   if (http.key !== undefined && typeof http.key !== 'function') {
-    throw new CacheConfigError(messages.invalidOption('http.key', http.key, 'Use a function (context, defaultKey) => key | undefined.'));
+    throw new CacheConfigError(
+      messages.invalidOption(
+        'http.key',
+        http.key,
+        'Use a function (context, defaultKey) => key | undefined.',
+      ),
+    );
   }
   if (http.ttl !== undefined) ttlToMs(http.ttl, 'CacheModule option "http.ttl"');
   return http;

@@ -25,7 +25,8 @@ export function whyNotStorable(
   keyedHeaders: readonly string[],
 ): string | undefined {
   if (sent.body === undefined) return 'the body is not JSON or text (a stream, a Buffer, empty)';
-  if (!statuses.includes(sent.status)) return `status ${sent.status} is not one of ${statuses.join(', ')}`;
+  if (!statuses.includes(sent.status))
+    return `status ${sent.status} is not one of ${statuses.join(', ')}`;
   if (sent.headers['set-cookie'] !== undefined) return 'it sets a cookie';
   const cacheControl = directives(sent.headers['cache-control']);
   for (const directive of ['private', 'no-store', 'no-cache']) {
@@ -50,7 +51,12 @@ export function storedHeaders(headers: Record<string, unknown>): Record<string, 
   const kept: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(headers)) {
     const lower = name.toLowerCase();
-    if (value === undefined || UNSTORED_RESPONSE_HEADERS.has(lower) || lower.startsWith('access-control-')) continue;
+    if (
+      value === undefined ||
+      UNSTORED_RESPONSE_HEADERS.has(lower) ||
+      lower.startsWith('access-control-')
+    )
+      continue;
     kept[lower] = Array.isArray(value) ? value.map(String) : String(value);
   }
   return kept;
@@ -61,12 +67,17 @@ export function unkeyedCredentials(
   requestHeaders: Record<string, unknown>,
   keyedHeaders: readonly string[],
 ): string[] {
-  return CREDENTIAL_HEADERS.filter((name) => requestHeaders[name] !== undefined && !keyedHeaders.includes(name));
+  return CREDENTIAL_HEADERS.filter(
+    (name) => requestHeaders[name] !== undefined && !keyedHeaders.includes(name),
+  );
 }
 
 /** Whether the client asked for a fresh response (Cache-Control: no-cache, or Pragma: no-cache). */
 export function clientWantsFresh(requestHeaders: Record<string, unknown>): boolean {
-  return directives(requestHeaders['cache-control']).has('no-cache') || directives(requestHeaders['pragma']).has('no-cache');
+  return (
+    directives(requestHeaders['cache-control']).has('no-cache') ||
+    directives(requestHeaders['pragma']).has('no-cache')
+  );
 }
 
 function directives(header: unknown): Set<string> {

@@ -31,7 +31,9 @@ export const CacheTTL = (ttl: Ttl) => {
  */
 export const CacheKey = (name: CacheKeyName) => {
   if (typeof name !== 'function' && (typeof name !== 'string' || name.length === 0)) {
-    throw new TypeError('@CacheKey() takes a non-empty string or a function of the ExecutionContext.');
+    throw new TypeError(
+      '@CacheKey() takes a non-empty string or a function of the ExecutionContext.',
+    );
   }
   return SetMetadata(CACHE_KEY_METADATA, name);
 };
@@ -47,7 +49,9 @@ export const NoCache = () => SetMetadata(NO_CACHE_METADATA, true);
 export const CacheVary = (...headers: string[]) => {
   for (const header of headers) {
     if (typeof header !== 'string' || header.length === 0) {
-      throw new TypeError('@CacheVary() takes request header names, e.g. @CacheVary("accept-language").');
+      throw new TypeError(
+        '@CacheVary() takes request header names, e.g. @CacheVary("accept-language").',
+      );
     }
   }
   return SetMetadata(

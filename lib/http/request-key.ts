@@ -28,7 +28,9 @@ const HASHED_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization'
  */
 export function requestKey(parts: RequestKeyParts): string {
   const head =
-    parts.name === undefined ? `${parts.method}:${parts.path}` : `${parts.name}:${canonical(parts.params)}`;
+    parts.name === undefined
+      ? `${parts.method}:${parts.path}`
+      : `${parts.name}:${canonical(parts.params)}`;
   let key = `http:${head}?${canonical(parts.query)}`;
   for (const [name, value] of parts.headers) {
     key += `|${name}=${HASHED_HEADERS.has(name) && value !== undefined ? hashed(String(value)) : canonicalValue(value)}`;
@@ -50,7 +52,8 @@ function canonicalValue(value: unknown): string {
   if (value === undefined) return '';
   if (typeof value === 'string') return encodeURIComponent(value);
   if (Array.isArray(value)) return `[${value.map(canonicalValue).join(',')}]`;
-  if (value !== null && typeof value === 'object') return `{${canonical(value as Record<string, unknown>)}}`;
+  if (value !== null && typeof value === 'object')
+    return `{${canonical(value as Record<string, unknown>)}}`;
   return encodeURIComponent(String(value));
 }
 

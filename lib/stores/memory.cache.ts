@@ -31,11 +31,17 @@ export class MemoryCache extends BaseCache {
   constructor(options: BaseCacheOptions & { memory?: MemoryCacheOptions } = {}) {
     super(options);
     const max = bound('max', options.memory?.max ?? DEFAULT_MEMORY_MAX);
-    const maxBytes = options.memory?.maxBytes === undefined ? undefined : bound('maxBytes', options.memory.maxBytes);
+    const maxBytes =
+      options.memory?.maxBytes === undefined
+        ? undefined
+        : bound('maxBytes', options.memory.maxBytes);
     this.maxEntryBytes = maxBytes ?? Infinity;
     this.lru = new LRUCache<string, Buffer>({
       max,
-      ...(maxBytes && { maxSize: maxBytes, sizeCalculation: (bytes, key) => entrySize(key, bytes) }),
+      ...(maxBytes && {
+        maxSize: maxBytes,
+        sizeCalculation: (bytes, key) => entrySize(key, bytes),
+      }),
       ttlAutopurge: false,
     });
   }

@@ -31,7 +31,11 @@ let suiteRun = 0;
  * cacheBehaviourSuite('MyCache', (options) => new MyCache(options), { describe, it, afterEach });
  * ```
  */
-export function cacheBehaviourSuite(name: string, create: CacheFactory, { describe, it, afterEach }: TestApi): void {
+export function cacheBehaviourSuite(
+  name: string,
+  create: CacheFactory,
+  { describe, it, afterEach }: TestApi,
+): void {
   const run = `${process.pid}-${++suiteRun}`;
   let made: BaseCache[] = [];
   let count = 0;
@@ -68,7 +72,10 @@ export function cacheBehaviourSuite(name: string, create: CacheFactory, { descri
         const c = await cache();
         const keys = ['a b', 'a\nb', 'a\r\nb', 'a\0b', 'ключ', '🔑', 'a*b?[c]'];
         await c.setMany(keys.map((key, i) => ({ key, value: i })));
-        assert.deepEqual(await c.getMany(keys), keys.map((_, i) => i));
+        assert.deepEqual(
+          await c.getMany(keys),
+          keys.map((_, i) => i),
+        );
       });
 
       it('keeps over-long keys that share a long head apart', async () => {
@@ -94,14 +101,25 @@ export function cacheBehaviourSuite(name: string, create: CacheFactory, { descri
         ['an array', [1, 'two', null, [3]]],
         ['a nested object', { a: { b: { c: [1, { d: 'e' }] } } }],
         ['a Date', new Date('2026-11-21T10:00:00.123Z')],
-        ['a Map', new Map<unknown, unknown>([['a', 1], [2, { b: 3 }]])],
+        [
+          'a Map',
+          new Map<unknown, unknown>([
+            ['a', 1],
+            [2, { b: 3 }],
+          ]),
+        ],
         ['a Set', new Set([1, 'two', 3])],
         ['a BigInt', 12345678901234567890n],
         ['a Buffer', Buffer.from([0, 1, 2, 255])],
         ['a Uint8Array', new Uint8Array([9, 8, 7])],
         [
           'a mix of them',
-          { when: new Date(0), tags: new Set(['x']), byId: new Map([['1', { at: new Date(1) }]]), n: 1n },
+          {
+            when: new Date(0),
+            tags: new Set(['x']),
+            byId: new Map([['1', { at: new Date(1) }]]),
+            n: 1n,
+          },
         ],
       ];
       for (const [label, value] of values) {
@@ -157,7 +175,10 @@ export function cacheBehaviourSuite(name: string, create: CacheFactory, { descri
 
       it('clear removes every key of this cache', async () => {
         const c = await cache();
-        await c.setMany([{ key: 'a', value: 1 }, { key: 'b', value: 2 }]);
+        await c.setMany([
+          { key: 'a', value: 1 },
+          { key: 'b', value: 2 },
+        ]);
         await c.clear();
         assert.deepEqual(await c.getMany(['a', 'b']), [undefined, undefined]);
       });
@@ -183,7 +204,13 @@ export function cacheBehaviourSuite(name: string, create: CacheFactory, { descri
 
       it('setMany stores every entry with its own ttl', async () => {
         const c = await cache();
-        assert.equal(await c.setMany([{ key: 'a', value: 1, ttl: null }, { key: 'b', value: 2, ttl: '1h' }]), true);
+        assert.equal(
+          await c.setMany([
+            { key: 'a', value: 1, ttl: null },
+            { key: 'b', value: 2, ttl: '1h' },
+          ]),
+          true,
+        );
         assert.deepEqual(await c.getMany(['a', 'b']), [1, 2]);
         assert.equal(await c.ttl('a'), null);
         assertBetween(await c.ttl('b'), 3_590, 3_600);
@@ -192,7 +219,10 @@ export function cacheBehaviourSuite(name: string, create: CacheFactory, { descri
       it('setMany stores nothing when one entry is invalid', async () => {
         const c = await cache();
         await assert.rejects(
-          c.setMany([{ key: 'a', value: 1 }, { key: 'b', value: undefined }]),
+          c.setMany([
+            { key: 'a', value: 1 },
+            { key: 'b', value: undefined },
+          ]),
           UnserializableValueError,
         );
         assert.equal(await c.has('a'), false);
@@ -200,7 +230,10 @@ export function cacheBehaviourSuite(name: string, create: CacheFactory, { descri
 
       it('deleteMany resolves how many keys existed', async () => {
         const c = await cache();
-        await c.setMany([{ key: 'a', value: 1 }, { key: 'b', value: 2 }]);
+        await c.setMany([
+          { key: 'a', value: 1 },
+          { key: 'b', value: 2 },
+        ]);
         assert.equal(await c.deleteMany(['a', 'b', 'missing']), 2);
         assert.equal(await c.has('a'), false);
       });
@@ -279,7 +312,9 @@ export function cacheBehaviourSuite(name: string, create: CacheFactory, { descri
           await sleep(50);
           return { n: calls };
         };
-        const results = await Promise.all(Array.from({ length: 50 }, () => c.getOrSet('k', factory)));
+        const results = await Promise.all(
+          Array.from({ length: 50 }, () => c.getOrSet('k', factory)),
+        );
         assert.equal(calls, 1);
         for (const result of results) assert.deepEqual(result, { n: 1 });
         assert.notEqual(results[0], results[1], 'each caller gets its own copy');
@@ -293,7 +328,9 @@ export function cacheBehaviourSuite(name: string, create: CacheFactory, { descri
           await sleep(20);
           throw new Error('origin down');
         };
-        const settled = await Promise.allSettled(Array.from({ length: 5 }, () => c.getOrSet('k', failing)));
+        const settled = await Promise.allSettled(
+          Array.from({ length: 5 }, () => c.getOrSet('k', failing)),
+        );
         assert.equal(calls, 1);
         for (const s of settled) {
           assert.equal(s.status, 'rejected');
@@ -369,5 +406,8 @@ export function cacheBehaviourSuite(name: string, create: CacheFactory, { descri
 }
 
 function assertBetween(actual: number | null | undefined, low: number, high: number): void {
-  assert.ok(typeof actual === 'number' && actual >= low && actual <= high, `expected ${low}..${high}, got ${actual}`);
+  assert.ok(
+    typeof actual === 'number' && actual >= low && actual <= high,
+    `expected ${low}..${high}, got ${actual}`,
+  );
 }

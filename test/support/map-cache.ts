@@ -20,7 +20,8 @@ export class MapCache extends BaseCache {
 
   protected async removeEntries(keys: string[]): Promise<number> {
     let removed = 0;
-    for (const key of keys) if ((await this.readEntry(key)) && this.entries.delete(key)) removed += 1;
+    for (const key of keys)
+      if ((await this.readEntry(key)) && this.entries.delete(key)) removed += 1;
     return removed;
   }
 

@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { NoopCache } from '../../lib/index.js';
+import { ADAPTERS, useApps } from './support/app.js';
+import { ItemsController, PlainController } from './support/controllers.js';
+import { json } from './support/http.js';
+
+// Where CacheInterceptor applies: the controllers that use it, or every route when it is app-wide;
+// and `enabled: false`, which turns it (and BaseCache) off.
+describe.each(ADAPTERS)('on $name', (adapter) => {
+  const start = useApps();
+
+  it('controller-level: routes of a controller with @UseInterceptors(CacheInterceptor) are cached, the others untouched', async () => {
+    const { send, calls } = await start({
+      adapter,
+      controllers: [ItemsController, PlainController],
+    });
+
+    await send('/items/7');
+    const cached = await send('/items/7');
+    await send('/plain');
+    const plain = await send('/plain');
+
+    expect(cached.cache).toBe('HIT');
+    expect(calls.of('one')).toBe(1);
+    expect(plain.cache).toBeNull();
+    expect(json(plain)).toEqual({ run: 2 });
+    expect(calls.of('plain')).toBe(2);
+  });
+
+  it('app-wide (APP_INTERCEPTOR): routes of a controller without @UseInterceptors are cached', async () => {
+    const { send, calls } = await start({ adapter, controllers: [PlainController], appWide: true });
+
+    const miss = await send('/plain');
+    const hit = await send('/plain');
+
+    expect(miss.cache).toBe('MISS');
+    expect(hit.cache).toBe('HIT');
+    expect(json(hit)).toEqual({ run: 1 });
+    expect(calls.of('plain')).toBe(1);
+  });
+
+  it('enabled: false: requests pass through (no X-Cache header, the handler runs every time) and BaseCache always misses', async () => {
+    const { send, calls, cache } = await start({
+      adapter,
+      controllers: [ItemsController, PlainController],
+      appWide: true,
+      cache: { enabled: false },
+    });
+
+    const first = await send('/items/7');
+    const second = await send('/items/7');
+    const appWide = await send('/plain');
+    await cache.set('k', 'v');
+
+    expect(first.cache).toBeNull();
+    expect(second.cache).toBeNull();
+    expect(appWide.cache).toBeNull();
+    expect(json(second)).toEqual({ run: 2, id: '7' });
+    expect(calls.of('one')).toBe(2);
+    expect(cache).toBeInstanceOf(NoopCache);
+    expect(await cache.get('k')).toBeUndefined();
+  });
+});

@@ -1,0 +1,143 @@
+import 'reflect-metadata';
+import type { INestApplication, NestInterceptor, Type } from '@nestjs/common';
+import type { AbstractHttpAdapter } from '@nestjs/core';
+import { APP_INTERCEPTOR } from '@nestjs/core';
+import { ExpressAdapter } from '@nestjs/platform-express';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
+import { Test } from '@nestjs/testing';
+import { afterAll, afterEach, beforeAll } from 'vitest';
+import {
+  BaseCache,
+  CacheInterceptor,
+  CacheModule,
+  type CacheModuleOptions,
+} from '../../../lib/index.js';
+import { startRedisServer, type RedisServerHandle } from '../../support/redis-server.js';
+import { HandlerCalls } from './controllers.js';
+import { request, type Reply } from './http.js';
+
+/** Both HTTP platforms, for `describe.each(ADAPTERS)`. */
+export const ADAPTERS: { name: string; create: () => AbstractHttpAdapter }[] = [
+  { name: 'express', create: () => new ExpressAdapter() },
+  { name: 'fastify', create: () => new FastifyAdapter() },
+];
+
+/** A backend to run a suite on: its module options, read inside tests (Redis starts in beforeAll). */
+export interface Backend {
+  name: 'memory' | 'redis';
+  options(): CacheModuleOptions;
+}
+
+/** The Redis backend's command timeout in tests, as the fault tests of the backend use. */
+export const COMMAND_TIMEOUT_MS = 200;
+
+/**
+ * Starts a private redis-server for this file (never the shared one on 6379) in beforeAll and
+ * stops it in afterAll.
+ */
+export function usePrivateRedis(): { readonly server: RedisServerHandle } {
+  let server: RedisServerHandle | undefined;
+  beforeAll(async () => {
+    server = await startRedisServer();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+  return {
+    get server() {
+      if (!server) throw new Error('the private redis-server is only available inside tests');
+      return server;
+    },
+  };
+}
+
+/** Memory and Redis (on the given private server), for `describe.each`. */
+export function backends(redis: { readonly server: RedisServerHandle }): Backend[] {
+  return [
+    { name: 'memory', options: () => ({ backend: 'memory' }) },
+    {
+      name: 'redis',
+      options: () => ({
+        backend: 'redis',
+        redis: { url: redis.server.url, commandTimeout: COMMAND_TIMEOUT_MS },
+      }),
+    },
+  ];
+}
+
+export interface AppSetup {
+  adapter: { create: () => AbstractHttpAdapter };
+  controllers: Type[];
+  /** CacheModule options; the prefix is made unique per app so apps never share Redis entries. */
+  cache?: CacheModuleOptions;
+  /** Registers CacheInterceptor for the whole app (APP_INTERCEPTOR). */
+  appWide?: boolean;
+  /** Global interceptors added with app.useGlobalInterceptors, so they run outside CacheInterceptor. */
+  outerInterceptors?: NestInterceptor[];
+}
+
+export interface TestApp {
+  readonly app: INestApplication;
+  /** http://127.0.0.1:port */
+  readonly url: string;
+  readonly calls: HandlerCalls;
+  readonly cache: BaseCache;
+  /** The module prefix this app's entries are stored under. */
+  readonly prefix: string;
+  send(path: string, init?: RequestInit): Promise<Reply>;
+  close(): Promise<void>;
+}
+
+let apps = 0;
+
+/** Starts a Nest app listening on a free port of 127.0.0.1. */
+export async function startApp(setup: AppSetup): Promise<TestApp> {
+  apps += 1;
+  const prefix = setup.cache?.prefix ?? `http-test-${process.pid}-${apps}`;
+  const moduleRef = await Test.createTestingModule({
+    imports: [CacheModule.forRoot({ ...setup.cache, prefix })],
+    controllers: setup.controllers,
+    providers: [
+      HandlerCalls,
+      ...(setup.appWide ? [{ provide: APP_INTERCEPTOR, useClass: CacheInterceptor }] : []),
+    ],
+  }).compile();
+  const app = moduleRef.createNestApplication(setup.adapter.create(), { logger: false });
+  if (setup.outerInterceptors) app.useGlobalInterceptors(...setup.outerInterceptors);
+  try {
+    await app.listen(0, '127.0.0.1');
+  } catch (error) {
+    await app.close();
+    throw error;
+  }
+  const url = await app.getUrl();
+  let closing: Promise<void> | undefined;
+  const close = async () => {
+    // The Redis backend sends the write of a response just sent on the next check phase
+    // (ioredis auto-pipelining); QUIT at shutdown is sent at once and would overtake it.
+    await new Promise((resolve) => setImmediate(resolve));
+    await app.close();
+  };
+  return {
+    app,
+    url,
+    prefix,
+    calls: app.get(HandlerCalls),
+    cache: app.get(BaseCache),
+    send: (path, init) => request(url, path, init),
+    close: () => (closing ??= close()),
+  };
+}
+
+/** startApp, for apps closed in afterEach (also when the test failed). */
+export function useApps(): (setup: AppSetup) => Promise<TestApp> {
+  const open: TestApp[] = [];
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((app) => app.close()));
+  });
+  return async (setup) => {
+    const app = await startApp(setup);
+    open.push(app);
+    return app;
+  };
+}
