@@ -82,7 +82,8 @@ export abstract class BaseCache {
   protected readonly logger: Logger;
   private readonly defaultTtlMs: number | null;
   private readonly getOrSetTimeoutMs: number;
-  private readonly serializer: Serializer;
+  /** How this cache turns values into bytes and back (CacheInterceptor snapshots values with it). */
+  readonly serializer: Serializer;
   private readonly failures: FailurePolicy;
   private readonly flights = new Map<string, Promise<Buffer | undefined>>();
   private closing?: Promise<void>;

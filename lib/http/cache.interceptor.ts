@@ -7,7 +7,8 @@ import {
   type NestInterceptor,
   StreamableFile,
 } from '@nestjs/common';
-import { HttpAdapterHost, Reflector } from '@nestjs/core';
+import { INTERCEPTORS_METADATA } from '@nestjs/common/constants.js';
+import { ApplicationConfig, HttpAdapterHost, Reflector } from '@nestjs/core';
 import { type Observable, of, tap } from 'rxjs';
 import { BaseCache } from '../base-cache.js';
 import type { CacheModuleOptions } from '../cache-module.options.js';
@@ -26,6 +27,7 @@ import { CacheConfigError } from '../errors.js';
 import { messages } from '../messages.js';
 import { ttlToMs, type Ttl } from '../ttl.js';
 import {
+  type CachedBody,
   type CachedResponse,
   clientWantsFresh,
   type SentResponse,
@@ -45,6 +47,8 @@ export interface RoutePolicy {
   vary: string[];
   identify: IdentifyUser | undefined;
   isPublic: boolean;
+  /** How HITs are replayed; decided at the route's first cacheable request. */
+  replayAs?: 'bytes' | 'value';
 }
 
 type CacheStatus = 'HIT' | 'MISS' | 'BYPASS';
@@ -79,6 +83,7 @@ export class CacheInterceptor implements NestInterceptor {
     @Inject(CACHE_MODULE_OPTIONS) protected readonly options: CacheModuleOptions,
     protected readonly reflector: Reflector,
     protected readonly adapterHost: HttpAdapterHost,
+    private readonly appConfig: ApplicationConfig,
   ) {
     this.http = validHttpOptions(options.http ?? {});
     this.statuses = this.http.statuses ?? DEFAULT_CACHEABLE_STATUSES;
@@ -188,7 +193,11 @@ export class CacheInterceptor implements NestInterceptor {
   /** A key builder that throws bypasses the cache for that request: the request is still served. */
   private keyOrBypass(context: ExecutionContext): string | undefined {
     try {
-      return this.trackBy(context);
+      const key = this.trackBy(context);
+      if (key === undefined || (typeof key === 'string' && key.length > 0)) return key;
+      throw new TypeError(
+        `the key is ${typeof key === 'string' ? 'empty' : `a ${typeof key}`}, not a non-empty string`,
+      );
     } catch (error) {
       this.logger.error(
         messages.keyBuilderFailed(error instanceof Error ? error.message : String(error)),
@@ -197,54 +206,123 @@ export class CacheInterceptor implements NestInterceptor {
     }
   }
 
-  /** Runs the handler; once the response is sent, stores it if it may be, and hands it to the waiters. */
+  /**
+   * Runs the handler. Once the response is sent, stores it if it may be, then hands it to the
+   * requests that waited for it; the flight ends only after the write, so no request arriving in
+   * between runs the handler again.
+   */
   private lead(context: ExecutionContext, key: string, next: CallHandler): Observable<unknown> {
     const response = context.switchToHttp().getResponse();
+    const replayAs = this.replayAs(context);
     let land!: (entry: CachedResponse | undefined) => void;
     const flight: Flight = new Promise((resolve) => (land = resolve));
     this.flights.set(key, flight);
-    const settle = (entry: CachedResponse | undefined) => {
+    const settle = async (entry: CachedResponse | undefined) => {
       raw.off('finish', onFinish).off('close', onClose);
+      if (entry) await this.write(context, key, entry);
       if (this.flights.get(key) === flight) this.flights.delete(key);
       land(entry);
     };
-    let body: string | undefined;
+    let body: CachedBody | undefined;
     const raw = response.raw ?? response;
-    const onFinish = () => settle(this.store(context, key, response, body));
-    const onClose = () => settle(undefined); // the client left before the response was complete
+    const onFinish = () => void settle(this.storable(context, response, body));
+    const onClose = () => void settle(undefined); // the client left before the response was complete
     raw.once('finish', onFinish).once('close', onClose);
     return next.handle().pipe(
       tap({
-        next: (value) => (body = serializedBody(value)),
+        next: (value) => (body = this.cachedBody(value, replayAs)),
         error: () => (body = undefined),
       }),
     );
   }
 
-  private store(context: ExecutionContext, key: string, response: any, body: string | undefined) {
+  /** The entry to store for the response that was sent, or undefined when it may not be stored. */
+  private storable(context: ExecutionContext, response: any, body: CachedBody | undefined) {
     const sent: SentResponse = {
       status: response.statusCode,
       headers: response.getHeaders(),
       body,
     };
-    const policy = this.policyFor(context);
     const why = this.isResponseCacheable(sent, context);
-    if (why !== undefined) {
-      if (why.includes('interceptor') || why.includes('varies'))
-        this.warnOnce(
-          policy,
-          messages.responseNotStored(pathOf(context.switchToHttp().getRequest()), why),
-        );
+    if (why === undefined) {
+      return {
+        status: sent.status,
+        headers: storedHeaders(sent.headers),
+        body: body!,
+        storedAt: Date.now(),
+      };
+    }
+    if (why.includes('interceptor') || why.includes('varies')) {
+      this.warnOnce(
+        context,
+        messages.responseNotStored(pathOf(context.switchToHttp().getRequest()), why),
+      );
+    }
+    return undefined;
+  }
+
+  private async write(
+    context: ExecutionContext,
+    key: string,
+    entry: CachedResponse,
+  ): Promise<void> {
+    try {
+      await this.cache.set(key, entry, this.policyFor(context).ttl);
+    } catch (error) {
+      // A value the serializer cannot store exactly (a class instance, say) is served, not cached.
+      this.warnOnce(
+        context,
+        messages.responseNotStored(
+          pathOf(context.switchToHttp().getRequest()),
+          error instanceof Error ? error.message : String(error),
+        ),
+      );
+    }
+  }
+
+  /**
+   * 'bytes' when CacheInterceptor is the outermost interceptor of the route: then nothing runs
+   * after it, and a HIT can send the stored text without serializing again. 'value' otherwise, so
+   * that interceptors outside it (masking, envelopes, serializers) run on every HIT too.
+   */
+  private replayAs(context: ExecutionContext): 'bytes' | 'value' {
+    const policy = this.policyFor(context);
+    if (policy.replayAs === undefined) {
+      // Nest runs global interceptors, then the controller's, then the route's, outermost first.
+      const outermost = [
+        ...this.appConfig.getGlobalInterceptors(),
+        ...(this.reflector.get<unknown[]>(INTERCEPTORS_METADATA, context.getClass()) ?? []),
+        ...(this.reflector.get<unknown[]>(INTERCEPTORS_METADATA, context.getHandler()) ?? []),
+      ][0];
+      policy.replayAs = outermost === this || outermost === this.constructor ? 'bytes' : 'value';
+    }
+    return policy.replayAs;
+  }
+
+  /**
+   * The handler's value in the form it is stored: as text, a string as it is and an object or
+   * array as JSON (what Nest's Express and Fastify adapters send); as a value, serialized now.
+   * undefined for what is never stored: streams, files, Buffers, empty bodies, and values the
+   * serializer cannot keep exactly (a class instance would come back without its class, and an
+   * outer ClassSerializerInterceptor could no longer apply its @Exclude rules).
+   */
+  private cachedBody(value: unknown, replayAs: 'bytes' | 'value'): CachedBody | undefined {
+    if (value === null || (typeof value !== 'object' && typeof value !== 'string'))
+      return undefined;
+    if (
+      value instanceof StreamableFile ||
+      value instanceof Uint8Array ||
+      typeof (value as { pipe?: unknown }).pipe === 'function'
+    ) {
       return undefined;
     }
-    const entry: CachedResponse = {
-      status: sent.status,
-      headers: storedHeaders(sent.headers),
-      body: body!,
-      storedAt: Date.now(),
-    };
-    void this.cache.set(key, entry, policy.ttl);
-    return entry;
+    try {
+      if (replayAs === 'value') return { value: this.cache.serializer.serialize(value) };
+      const text = typeof value === 'string' ? value : JSON.stringify(value);
+      return text === undefined ? undefined : { text };
+    } catch {
+      return undefined; // not plain data, or Nest cannot send it either: served, not stored
+    }
   }
 
   private async follow(flight: Flight): Promise<CachedResponse | undefined> {
@@ -260,7 +338,7 @@ export class CacheInterceptor implements NestInterceptor {
     }
   }
 
-  private replay(response: unknown, entry: CachedResponse): string {
+  private replay(response: unknown, entry: CachedResponse): unknown {
     const adapter = this.adapterHost.httpAdapter;
     adapter.status(response, entry.status);
     for (const name of Object.keys(entry.headers))
@@ -271,47 +349,30 @@ export class CacheInterceptor implements NestInterceptor {
       String(Math.max(0, Math.floor((Date.now() - entry.storedAt) / 1_000))),
     );
     this.mark(response, 'HIT');
-    return entry.body;
+    return 'text' in entry.body
+      ? entry.body.text
+      : this.cache.serializer.deserialize(entry.body.value);
   }
 
   private mark(response: unknown, status: CacheStatus): void {
     this.adapterHost.httpAdapter.setHeader(response, 'x-cache', status);
   }
 
-  private warnOnce(policy: RoutePolicy, message: string): void {
+  private warnOnce(context: ExecutionContext, message: string): void {
+    const policy = this.policyFor(context);
     if (this.warned.has(policy)) return;
     this.warned.add(policy);
     this.logger.warn(message);
   }
 }
 
-/**
- * The body as the client receives it: a string as it is, an object or array as JSON (what Nest's
- * Express and Fastify adapters send). undefined for what is not stored: streams, files, Buffers, empty.
- */
-function serializedBody(value: unknown): string | undefined {
-  if (typeof value === 'string') return value;
-  if (value === null || typeof value !== 'object') return undefined;
-  if (
-    value instanceof StreamableFile ||
-    value instanceof Uint8Array ||
-    typeof (value as { pipe?: unknown }).pipe === 'function'
-  ) {
-    return undefined;
-  }
-  try {
-    return JSON.stringify(value);
-  } catch {
-    return undefined; // Nest will fail to send it too; nothing to store
-  }
-}
-
 function isCachedResponse(value: unknown): value is CachedResponse {
+  const entry = value as CachedResponse | undefined;
   return (
-    value !== null &&
-    typeof value === 'object' &&
-    typeof (value as CachedResponse).body === 'string' &&
-    typeof (value as CachedResponse).status === 'number'
+    typeof entry?.status === 'number' &&
+    typeof entry.body === 'object' &&
+    entry.body !== null &&
+    ('text' in entry.body || 'value' in entry.body)
   );
 }
 

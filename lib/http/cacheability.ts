@@ -1,11 +1,20 @@
 import { CREDENTIAL_HEADERS, UNSTORED_RESPONSE_HEADERS } from '../cache.constants.js';
 
+/**
+ * A body as the cache keeps it:
+ * - `text`: what the client received (JSON, or the handler's string), replayed as it is, when
+ *   CacheInterceptor is the outermost interceptor of the route: nothing else would run after it;
+ * - `value`: what the handler returned, serialized the moment it returned (before any outer
+ *   interceptor could change it) and replayed as a fresh copy of that value, so interceptors
+ *   outside CacheInterceptor run on every HIT (a HIT never skips a masking or per-user step).
+ */
+export type CachedBody = { text: string } | { value: Uint8Array };
+
 /** A response as the cache stores and replays it. */
 export interface CachedResponse {
   status: number;
   headers: Record<string, string | string[]>;
-  /** The body bytes the client received, as text (JSON or the handler's string). */
-  body: string;
+  body: CachedBody;
   /** When it was stored (ms since epoch), for the Age header. */
   storedAt: number;
 }
@@ -14,8 +23,8 @@ export interface CachedResponse {
 export interface SentResponse {
   status: number;
   headers: Record<string, unknown>;
-  /** The body the handler produced, serialized; undefined when it cannot be stored (stream, Buffer...). */
-  body: string | undefined;
+  /** The handler's body in the form it would be stored; undefined when it cannot be (a stream, a Buffer, empty). */
+  body: CachedBody | undefined;
 }
 
 /** Why a response was not stored; undefined when it may be. The one place these rules live. */
@@ -24,7 +33,8 @@ export function whyNotStorable(
   statuses: readonly number[],
   keyedHeaders: readonly string[],
 ): string | undefined {
-  if (sent.body === undefined) return 'the body is not JSON or text (a stream, a Buffer, empty)';
+  if (sent.body === undefined)
+    return 'the body is not text, JSON or plain data (a stream, a Buffer, a class instance, empty)';
   if (!statuses.includes(sent.status))
     return `status ${sent.status} is not one of ${statuses.join(', ')}`;
   if (sent.headers['set-cookie'] !== undefined) return 'it sets a cookie';
@@ -40,7 +50,11 @@ export function whyNotStorable(
     }
   }
   const length = Number(sent.headers['content-length']);
-  if (!Number.isNaN(length) && length !== Buffer.byteLength(sent.body)) {
+  if (
+    'text' in sent.body &&
+    !Number.isNaN(length) &&
+    length !== Buffer.byteLength(sent.body.text)
+  ) {
     return 'the body sent differs from what the handler returned (an interceptor outside CacheInterceptor changed it?)';
   }
   return undefined;

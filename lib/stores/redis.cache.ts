@@ -158,6 +158,9 @@ export class RedisCache extends BaseCache {
     const ended = new Promise<void>((resolve) => (onEnd = resolve));
     client.once('end', onEnd);
     try {
+      // Auto-pipelining sends queued commands on the next turn of the event loop; let them go
+      // first, or a write made just before shutdown would be cut off by QUIT.
+      await new Promise((resolve) => setImmediate(resolve));
       if (client.status === 'ready') await settleWithin(client.quit(), QUIT_WAIT_MS);
       if ((client.status as string) === 'end') return;
       // disconnect() also clears a pending reconnect timer. ioredis then destroys the socket after

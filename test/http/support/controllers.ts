@@ -314,3 +314,39 @@ export class CardsController {
     return { run: this.calls.ran('card'), card: '4111-1111' };
   }
 }
+
+/**
+ * A global interceptor that changes the handler's object in place, per request: it stamps who is
+ * asking (header x-user) into the body. What the cache stored must not carry one user's stamp.
+ */
+export class StampViewerInPlaceInterceptor implements NestInterceptor {
+  intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    const viewer = context.switchToHttp().getRequest().headers['x-user'];
+    return next.handle().pipe(
+      map((body) => {
+        if (body !== null && typeof body === 'object') Object.assign(body, { viewer });
+        return body;
+      }),
+    );
+  }
+}
+
+/** A DTO class, as a ClassSerializerInterceptor outside the cache would shape it. */
+export class ProfileDto {
+  constructor(
+    readonly name: string,
+    readonly run: number,
+  ) {}
+}
+
+/** Returns a class instance, behind a controller-level CacheInterceptor. */
+@Controller('profiles')
+@UseInterceptors(CacheInterceptor)
+export class ProfilesController {
+  constructor(private readonly calls: HandlerCalls) {}
+
+  @Get('mine')
+  mine() {
+    return new ProfileDto('ada', this.calls.ran('profile'));
+  }
+}
