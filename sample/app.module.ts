@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { CacheModule } from 'nest-cache';
+import { ProductsController } from './products.controller.js';
 import { ReportsController } from './reports.controller.js';
 import { ReportService } from './report.service.js';
 
@@ -17,7 +18,7 @@ import { ReportService } from './report.service.js';
       isGlobal: true,
     }),
   ],
-  controllers: [ReportsController],
+  controllers: [ReportsController, ProductsController],
   providers: [ReportService],
 })
 export class AppModule {}

@@ -8,7 +8,12 @@ app.enableShutdownHooks(); // so Ctrl+C closes the cache (and its Redis connecti
 const port = Number(process.env.PORT ?? 3000);
 await app.listen(port, '127.0.0.1');
 
-const url = `http://127.0.0.1:${port}/reports/42`;
-new Logger('Sample').log(
-  `Backend: ${process.env.CACHE_BACKEND === 'redis' ? 'redis' : 'memory'}. Try: curl ${url} (about 1 s, built), then again (served from the cache).`,
+const base = `http://127.0.0.1:${port}`;
+const logger = new Logger('Sample');
+logger.log(`Backend: ${process.env.CACHE_BACKEND === 'redis' ? 'redis' : 'memory'}.`);
+logger.log(
+  `BaseCache.getOrSet: curl ${base}/reports/42 (about 1 s, built), then again (from the cache).`,
+);
+logger.log(
+  `CacheInterceptor: curl -i ${base}/products?maxPrice=30 twice (X-Cache: MISS, then HIT).`,
 );

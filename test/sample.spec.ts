@@ -44,4 +44,19 @@ describe('sample app', () => {
     await fetch(`${base}/a`, { method: 'DELETE' });
     expect((await get('a')).builds).toBe(3);
   });
+
+  it('caches product responses with CacheInterceptor: MISS, then HIT with the same body', async () => {
+    const products = base.replace('/reports', '/products');
+    const miss = await fetch(`${products}?maxPrice=30`);
+    const hit = await fetch(`${products}?maxPrice=30`);
+    expect(miss.headers.get('x-cache')).toBe('MISS');
+    expect(hit.headers.get('x-cache')).toBe('HIT');
+    expect(await hit.text()).toBe(await miss.text());
+  });
+
+  it('bypasses the cache for product requests with credentials', async () => {
+    const products = base.replace('/reports', '/products');
+    const reply = await fetch(`${products}/1`, { headers: { authorization: 'Bearer token' } });
+    expect(reply.headers.get('x-cache')).toBe('BYPASS');
+  });
 });
