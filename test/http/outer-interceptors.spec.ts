@@ -22,7 +22,7 @@ describe.each(ADAPTERS)('on $name', (adapter) => {
     it('an envelope interceptor outside CacheInterceptor wraps the cached value on a HIT', async () => {
       const { send, calls } = await start({
         adapter,
-        backend,
+        cache: backend.options(),
         controllers: [ItemsController],
         outerInterceptors: [new WrapInDataInterceptor()],
       });
@@ -38,7 +38,7 @@ describe.each(ADAPTERS)('on $name', (adapter) => {
     it('a masking interceptor outside CacheInterceptor masks every HIT too', async () => {
       const { send } = await start({
         adapter,
-        backend,
+        cache: backend.options(),
         controllers: [CardsController],
         outerInterceptors: [new MaskCardInterceptor()],
       });
@@ -51,7 +51,7 @@ describe.each(ADAPTERS)('on $name', (adapter) => {
     it("an interceptor outside that changes the handler's object in place cannot taint the cached value", async () => {
       const { send } = await start({
         adapter,
-        backend,
+        cache: backend.options(),
         controllers: [ItemsController],
         outerInterceptors: [new StampViewerInPlaceInterceptor()],
       });
@@ -65,7 +65,7 @@ describe.each(ADAPTERS)('on $name', (adapter) => {
     it('a class instance under an interceptor outside CacheInterceptor is served, not cached (it would lose its class)', async () => {
       const { send, calls } = await start({
         adapter,
-        backend,
+        cache: backend.options(),
         controllers: [ProfilesController],
         outerInterceptors: [new WrapInDataInterceptor()],
       });
