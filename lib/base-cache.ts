@@ -67,6 +67,13 @@ export interface CacheStats {
 
 const MISS = Symbol('nest-cache:miss');
 
+/** A value, or a promise of it: what a backend that can answer synchronously returns. */
+export type MaybePromise<T> = T | Promise<T>;
+
+function isPending<T>(value: MaybePromise<T>): value is Promise<T> {
+  return value instanceof Promise;
+}
+
 /**
  * The cache, and its injection token: `constructor(private readonly cache: BaseCache) {}`.
  *
@@ -86,6 +93,8 @@ export abstract class BaseCache {
   readonly serializer: Serializer;
   private readonly failures: FailurePolicy;
   private readonly flights = new Map<string, Promise<Buffer | undefined>>();
+  /** Backend reads in flight, by full key; see readBytes(). */
+  private readonly readsInFlight = new Map<string, Promise<Uint8Array | null | undefined>>();
   private closing?: Promise<void>;
 
   constructor(options: BaseCacheOptions = {}) {
@@ -106,8 +115,11 @@ export abstract class BaseCache {
 
   // ---- backend primitives: full keys, bytes, whole milliseconds -------------------------
 
-  /** The bytes stored under `key`, or undefined when it is missing or expired. */
-  protected abstract readEntry(key: string): Promise<Uint8Array | undefined>;
+  /**
+   * The bytes stored under `key`; undefined (or null) when it is missing or expired. A backend
+   * that has them at hand may return them directly instead of a promise, which makes get() cheaper.
+   */
+  protected abstract readEntry(key: string): MaybePromise<Uint8Array | null | undefined>;
   /** Stores the entry; resolves false when the backend refused it (too large, say). */
   protected abstract writeEntry(entry: StoredEntry): Promise<boolean>;
   /** Deletes the keys; resolves how many existed. */
@@ -121,10 +133,10 @@ export abstract class BaseCache {
 
   /** Override when the backend has a cheaper existence check. */
   protected async hasEntry(key: string): Promise<boolean> {
-    return (await this.readEntry(key)) !== undefined;
+    return (await this.readEntry(key)) != null;
   }
-  /** Override when the backend reads many keys in one round trip. */
-  protected readEntries(keys: string[]): Promise<(Uint8Array | undefined)[]> {
+  /** Override when the backend reads many keys in one round trip; undefined (or null) where missing. */
+  protected readEntries(keys: string[]): Promise<(Uint8Array | null | undefined)[]> {
     return Promise.all(keys.map((key) => this.readEntry(key)));
   }
   /** Override when the backend writes many entries in one round trip. */
@@ -137,7 +149,9 @@ export abstract class BaseCache {
 
   /** The value stored under `key`, or undefined on a miss (a stored null is a hit). */
   async get<T = unknown>(key: string): Promise<T | undefined> {
-    const found = await this.read(this.keyFor(key, 'get'));
+    const full = this.keyFor(key, 'get');
+    const read = this.readBytes(full);
+    const found = this.decode(full, isPending(read) ? await read : read);
     return found === MISS ? undefined : (found as T);
   }
 
@@ -148,6 +162,7 @@ export abstract class BaseCache {
    */
   async set<T>(key: string, value: T, ttl?: Ttl): Promise<boolean> {
     const entry = this.entryFor({ key, value, ttl }, 'set');
+    this.forgetReads([entry.key]);
     const stored = await this.attempt('set', false, () => this.writeEntry(entry));
     if (stored) this.stats.writes += 1;
     return stored;
@@ -168,6 +183,7 @@ export abstract class BaseCache {
   /** Removes every key of this cache's namespace, and only those. */
   async clear(): Promise<void> {
     this.assertOpen('clear');
+    this.readsInFlight.clear();
     await this.attempt('clear', undefined, () => this.clearNamespace(`${this.prefix}:`));
   }
 
@@ -186,6 +202,7 @@ export abstract class BaseCache {
     if (!Array.isArray(entries))
       throw new TypeError('setMany expects an array of { key, value, ttl? }.');
     const stored = entries.map((entry) => this.entryFor(entry, 'setMany'));
+    this.forgetReads(stored.map((entry) => entry.key));
     const ok = await this.attempt('setMany', false, () => this.writeEntries(stored));
     if (ok) this.stats.writes += stored.length;
     return ok;
@@ -207,7 +224,8 @@ export abstract class BaseCache {
     if (typeof factory !== 'function') {
       throw new TypeError(`getOrSet("${key}") needs a factory function as its second argument.`);
     }
-    const found = await this.read(full);
+    const read = this.readBytes(full);
+    const found = this.decode(full, isPending(read) ? await read : read);
     if (found !== MISS) return found as T;
 
     let flight = this.flights.get(full);
@@ -281,12 +299,66 @@ export abstract class BaseCache {
     }
   }
 
-  private async read(full: string): Promise<unknown> {
-    return this.decode(full, await this.attempt('get', undefined, () => this.readEntry(full)));
+  /**
+   * readEntry, failing open like attempt(): the bytes, or undefined when the entry is missing, the
+   * backend failed or the breaker is open. Not async, so that a backend answering synchronously
+   * (memory) costs get() no extra turn of the microtask queue: get and getOrSet are the hot path.
+   */
+  private readBytes(full: string): MaybePromise<Uint8Array | null | undefined> {
+    if (this.failures.isOpen()) {
+      this.stats.errors += 1;
+      return undefined;
+    }
+    // Concurrent reads of one key share the backend call in flight (a hot key under load is read
+    // once per round trip, not once per caller); each caller still decodes its own copy.
+    const pending = this.readsInFlight.get(full);
+    if (pending) return pending.then(this.readSucceeded, this.readFailed);
+    let read: MaybePromise<Uint8Array | null | undefined>;
+    try {
+      read = this.readEntry(full);
+    } catch (error) {
+      return this.readFailed(error);
+    }
+    if (read == null || read instanceof Uint8Array) {
+      this.failures.succeeded();
+      return read;
+    }
+    const shared = Promise.resolve(read);
+    this.readsInFlight.set(full, shared);
+    return shared.then(
+      (bytes) => {
+        this.endRead(full, shared);
+        return this.readSucceeded(bytes);
+      },
+      (error: unknown) => {
+        this.endRead(full, shared);
+        return this.readFailed(error);
+      },
+    );
   }
 
-  private decode(full: string, bytes: Uint8Array | undefined): unknown {
-    if (bytes === undefined) {
+  private endRead(full: string, read: Promise<unknown>): void {
+    if (this.readsInFlight.get(full) === read) this.readsInFlight.delete(full);
+  }
+
+  /** A write or delete of these keys is starting: reads from now on must not join older ones. */
+  private forgetReads(full: string[]): void {
+    if (this.readsInFlight.size > 0) for (const key of full) this.readsInFlight.delete(key);
+  }
+
+  private readonly readSucceeded = (bytes: Uint8Array | null | undefined) => {
+    this.failures.succeeded();
+    return bytes;
+  };
+
+  private readonly readFailed = (error: unknown): undefined => {
+    this.stats.errors += 1;
+    this.failures.failed('get', error);
+    return undefined;
+  };
+
+  private decode(full: string, bytes: Uint8Array | null | undefined): unknown {
+    if (bytes == null) {
       this.stats.misses += 1;
       return MISS;
     }
@@ -306,6 +378,7 @@ export abstract class BaseCache {
   }
 
   private async remove(full: string[]): Promise<number> {
+    this.forgetReads(full);
     const removed = await this.attempt('delete', 0, () => this.removeEntries(full));
     this.stats.deletes += removed;
     return removed;
@@ -320,6 +393,7 @@ export abstract class BaseCache {
     const value = await factory();
     if (value === undefined) return undefined;
     const bytes = this.encode(key, value);
+    this.forgetReads([full]);
     const stored = await this.attempt('set', false, () =>
       this.writeEntry({ key: full, bytes, ttlMs }),
     );

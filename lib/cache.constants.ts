@@ -41,7 +41,7 @@ export const CREDENTIAL_HEADERS = ['authorization', 'cookie'];
 
 /**
  * Response headers never replayed from the cache: per-response or per-connection ones, the
- * cache's own, and CORS headers, which depend on the request's Origin.
+ * cache's own, and CORS headers, which depend on the request's Origin. (ETag: see storedHeaders.)
  */
 export const UNSTORED_RESPONSE_HEADERS = new Set([
   'age',
@@ -49,7 +49,6 @@ export const UNSTORED_RESPONSE_HEADERS = new Set([
   'content-encoding',
   'content-length',
   'date',
-  'etag',
   'keep-alive',
   'set-cookie',
   'transfer-encoding',

@@ -47,6 +47,18 @@ describe('MemoryCache bounds', () => {
     expect(() => new MemoryCache({ memory: { maxBytes: 0 } })).toThrow(/memory\.maxBytes/);
   });
 
+  it('keeps each entry in memory of its own size, not in a shared 8 KB slab', async () => {
+    class PeekingCache extends MemoryCache {
+      peek(key: string) {
+        return this.readEntry(`${this.prefix}:${key}`)!;
+      }
+    }
+    const cache = new PeekingCache();
+    await cache.set('small', 'hi');
+    const stored = cache.peek('small');
+    expect(stored.buffer.byteLength).toBe(stored.byteLength);
+  });
+
   it('holds 100k rotating keys within max entries', async () => {
     const cache = new MemoryCache({ memory: { max: 1_000 } });
     for (let i = 0; i < 100_000; i++) await cache.set(`k${i}`, i);

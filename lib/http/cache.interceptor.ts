@@ -32,7 +32,7 @@ import {
   clientWantsFresh,
   type SentResponse,
   storedHeaders,
-  unkeyedCredentials,
+  hasUnkeyedCredentials,
   whyNotStorable,
 } from './cacheability.js';
 import type { CacheKeyName, IdentifyUser } from './decorators.js';
@@ -53,6 +53,8 @@ export interface RoutePolicy {
 
 type CacheStatus = 'HIT' | 'MISS' | 'BYPASS';
 type Flight = Promise<CachedResponse | undefined>;
+
+const NO_HEADERS: [string, string | undefined][] = [];
 
 /** Responses being computed, per cache: concurrent misses of one key wait for one handler run. */
 const flightsByCache = new WeakMap<BaseCache, Map<string, Flight>>();
@@ -99,8 +101,9 @@ export class CacheInterceptor implements NestInterceptor {
 
   async intercept(context: ExecutionContext, next: CallHandler): Promise<Observable<unknown>> {
     if (this.options.enabled === false || context.getType() !== 'http') return next.handle();
-    const request = context.switchToHttp().getRequest();
-    const response = context.switchToHttp().getResponse();
+    const http = context.switchToHttp();
+    const request = http.getRequest();
+    const response = http.getResponse();
     if (request.method !== 'GET' && request.method !== 'HEAD') return next.handle();
 
     const key = this.isRequestCacheable(context) ? this.keyOrBypass(context) : undefined;
@@ -137,7 +140,10 @@ export class CacheInterceptor implements NestInterceptor {
       path: pathOf(request),
       params: request.params ?? {},
       query: request.query ?? {},
-      headers: policy.vary.map((header) => [header, request.headers[header]]),
+      headers:
+        policy.vary.length === 0
+          ? NO_HEADERS
+          : policy.vary.map((header) => [header, request.headers[header]]),
       user: policy.identify?.(context),
     });
     return this.http.key ? this.http.key(context, key) : key;
@@ -152,7 +158,7 @@ export class CacheInterceptor implements NestInterceptor {
     if (policy.noCache) return false;
     if (policy.isPublic) return true;
     const { headers } = context.switchToHttp().getRequest();
-    if (unkeyedCredentials(headers, policy.vary).length === 0) return true;
+    if (!hasUnkeyedCredentials(headers, policy.vary)) return true;
     return policy.identify !== undefined && policy.identify(context) !== undefined;
   }
 
@@ -247,7 +253,7 @@ export class CacheInterceptor implements NestInterceptor {
     if (why === undefined) {
       return {
         status: sent.status,
-        headers: storedHeaders(sent.headers),
+        headers: storedHeaders(sent.headers, body!),
         body: body!,
         storedAt: Date.now(),
       };

@@ -60,15 +60,23 @@ export function whyNotStorable(
   return undefined;
 }
 
-/** The headers worth replaying: everything but per-response, per-connection and CORS ones. */
-export function storedHeaders(headers: Record<string, unknown>): Record<string, string | string[]> {
+/**
+ * The headers worth replaying: everything but per-response, per-connection and CORS ones. The
+ * ETag describes the exact bytes sent, so it is kept only with a body replayed as that text
+ * (Express then skips hashing the body again on every HIT).
+ */
+export function storedHeaders(
+  headers: Record<string, unknown>,
+  body: CachedBody,
+): Record<string, string | string[]> {
   const kept: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(headers)) {
     const lower = name.toLowerCase();
     if (
       value === undefined ||
       UNSTORED_RESPONSE_HEADERS.has(lower) ||
-      lower.startsWith('access-control-')
+      lower.startsWith('access-control-') ||
+      (lower === 'etag' && !('text' in body))
     )
       continue;
     kept[lower] = Array.isArray(value) ? value.map(String) : String(value);
@@ -76,14 +84,15 @@ export function storedHeaders(headers: Record<string, unknown>): Record<string, 
   return kept;
 }
 
-/** Credential headers the request carries that the key does not include. */
-export function unkeyedCredentials(
+/** Whether the request carries a credential header that the key does not include. */
+export function hasUnkeyedCredentials(
   requestHeaders: Record<string, unknown>,
   keyedHeaders: readonly string[],
-): string[] {
-  return CREDENTIAL_HEADERS.filter(
-    (name) => requestHeaders[name] !== undefined && !keyedHeaders.includes(name),
-  );
+): boolean {
+  for (const name of CREDENTIAL_HEADERS) {
+    if (requestHeaders[name] !== undefined && !keyedHeaders.includes(name)) return true;
+  }
+  return false;
 }
 
 /** Whether the client asked for a fresh response (Cache-Control: no-cache, or Pragma: no-cache). */

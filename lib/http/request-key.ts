@@ -42,7 +42,10 @@ export function requestKey(parts: RequestKeyParts): string {
 /** name=value pairs sorted by name, URI-encoded so no value can forge a separator. */
 function canonical(record: Record<string, unknown> | undefined): string {
   if (!record) return '';
-  return Object.keys(record)
+  const names = Object.keys(record);
+  // Most cached GETs have no query: spare them the sort, map and join.
+  if (names.length === 0) return '';
+  return names
     .sort()
     .map((name) => `${encodeURIComponent(name)}=${canonicalValue(record[name])}`)
     .join('&');

@@ -46,7 +46,8 @@ export class MemoryCache extends BaseCache {
     });
   }
 
-  protected async readEntry(key: string): Promise<Buffer | undefined> {
+  // Synchronous on purpose: BaseCache.get() then resolves without waiting a turn.
+  protected readEntry(key: string): Buffer | undefined {
     return this.lru.get(key);
   }
 
@@ -56,7 +57,7 @@ export class MemoryCache extends BaseCache {
       this.lru.delete(key);
       return false;
     }
-    this.lru.set(key, bytes, { ttl: ttlMs ?? 0 });
+    this.lru.set(key, ownMemory(bytes), { ttl: ttlMs ?? 0 });
     return true;
   }
 
@@ -84,6 +85,18 @@ export class MemoryCache extends BaseCache {
   protected async closeBackend(): Promise<void> {
     this.lru.clear();
   }
+}
+
+/**
+ * A small Buffer is often a slice of an 8 KB slab that Node shares between allocations: kept as it
+ * is, one tiny entry could hold the whole slab, and maxBytes would count a fraction of the memory
+ * held. Entries are kept in memory of their own size.
+ */
+function ownMemory(bytes: Buffer): Buffer {
+  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) return bytes;
+  const own = Buffer.allocUnsafeSlow(bytes.byteLength);
+  bytes.copy(own);
+  return own;
 }
 
 function entrySize(key: string, bytes: Buffer): number {

@@ -79,8 +79,8 @@ export class RedisCache extends BaseCache {
     }
   }
 
-  protected async readEntry(key: string): Promise<Buffer | undefined> {
-    return (await this.client.getBuffer(key)) ?? undefined;
+  protected readEntry(key: string): Promise<Buffer | null> {
+    return this.client.getBuffer(key);
   }
 
   protected async writeEntry({ key, bytes, ttlMs }: StoredEntry): Promise<boolean> {
@@ -93,10 +93,9 @@ export class RedisCache extends BaseCache {
     return (await this.client.exists(key)) === 1;
   }
 
-  protected override async readEntries(keys: string[]): Promise<(Buffer | undefined)[]> {
+  protected override async readEntries(keys: string[]): Promise<(Buffer | null)[]> {
     if (keys.length === 0) return [];
-    const found = await this.client.mgetBuffer(keys);
-    return found.map((bytes) => bytes ?? undefined);
+    return this.client.mgetBuffer(keys);
   }
 
   /** One MULTI: every entry is stored, or none. */

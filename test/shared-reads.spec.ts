@@ -1,0 +1,78 @@
+import { describe, expect, it } from 'vitest';
+import { BaseCache, type StoredEntry } from '../lib/index.js';
+
+/** A backend whose reads are answered only when the test says so, and counted. */
+class GatedCache extends BaseCache {
+  readonly entries = new Map<string, Buffer>();
+  backendReads = 0;
+  private gates: (() => void)[] = [];
+
+  /** Answers every read waiting so far, with what is stored at this moment. */
+  open(): void {
+    for (const release of this.gates.splice(0)) release();
+  }
+
+  protected readEntry(key: string): Promise<Buffer | undefined> {
+    this.backendReads += 1;
+    return new Promise((resolve) => this.gates.push(() => resolve(this.entries.get(key))));
+  }
+  protected async writeEntry({ key, bytes }: StoredEntry): Promise<boolean> {
+    this.entries.set(key, bytes);
+    return true;
+  }
+  protected async removeEntries(keys: string[]): Promise<number> {
+    return keys.filter((key) => this.entries.delete(key)).length;
+  }
+  protected async entryTtl(): Promise<undefined> {
+    return undefined;
+  }
+  protected async clearNamespace(): Promise<void> {
+    this.entries.clear();
+  }
+  protected async closeBackend(): Promise<void> {}
+}
+
+describe('concurrent reads of one key', () => {
+  it('share one backend read, and each caller gets its own copy', async () => {
+    const cache = new GatedCache();
+    await cache.set('k', { list: [1] });
+    const reads = [cache.get<{ list: number[] }>('k'), cache.get<{ list: number[] }>('k')];
+    cache.open();
+    const [first, second] = await Promise.all(reads);
+
+    expect(cache.backendReads).toBe(1);
+    expect(first).toEqual({ list: [1] });
+    expect(first).not.toBe(second);
+    first!.list.push(2);
+    expect(second).toEqual({ list: [1] });
+    expect(cache.stats.hits).toBe(2);
+  });
+
+  it('a read started after set() does not join an older read: the caller sees its write', async () => {
+    const cache = new GatedCache();
+    await cache.set('k', 'old');
+    const older = cache.get('k');
+    const written = cache.set('k', 'new');
+    const newer = cache.get('k');
+    await written;
+    cache.open();
+
+    expect(await newer).toBe('new');
+    expect(cache.backendReads).toBe(2);
+    await older;
+  });
+
+  it('a read started after delete() does not join an older read', async () => {
+    const cache = new GatedCache();
+    await cache.set('k', 'old');
+    const older = cache.get('k');
+    const deleted = cache.delete('k');
+    const newer = cache.get('k');
+    await deleted;
+    cache.open();
+
+    expect(await newer).toBeUndefined();
+    expect(cache.backendReads).toBe(2);
+    await older;
+  });
+});
