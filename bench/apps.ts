@@ -1,0 +1,139 @@
+/**
+ * The Nest apps under test: the same routes on every setup, with nest-cache,
+ * @nestjs/cache-manager (as its documentation sets it up) or no cache at all.
+ */
+import 'reflect-metadata';
+import {
+  CacheInterceptor as IncumbentInterceptor,
+  CacheModule as IncumbentCacheModule,
+} from '@nestjs/cache-manager';
+import {
+  type CallHandler,
+  Controller,
+  type DynamicModule,
+  type ExecutionContext,
+  Get,
+  Injectable,
+  Module,
+  type NestInterceptor,
+  type Type,
+  UseInterceptors,
+} from '@nestjs/common';
+import { createKeyv } from '@keyv/redis';
+import { CacheInterceptor, CacheModule } from '../lib/index.js';
+import { bodies, CACHE_TTL_SECONDS, COLD_ORIGIN_MS, type ServerSetup } from './fixtures.js';
+
+/** How often the cold route's handler ran: the origin calls a cache saves. */
+let originCalls = 0;
+
+/** The reference for what any interceptor costs: it only passes the call on. */
+@Injectable()
+class NoopInterceptor implements NestInterceptor {
+  intercept(_context: ExecutionContext, next: CallHandler) {
+    return next.handle();
+  }
+}
+
+@Controller()
+class ReferenceController {
+  @Get('plain/1k')
+  plainSmall() {
+    return bodies['1k'];
+  }
+
+  @Get('plain/100k')
+  plainLarge() {
+    return bodies['100k'];
+  }
+
+  @Get('bench/stats')
+  stats() {
+    const { user, system } = process.cpuUsage();
+    return { originCalls, cpuMicros: user + system };
+  }
+}
+
+@Controller('noop')
+@UseInterceptors(NoopInterceptor)
+class NoopController {
+  @Get('1k')
+  small() {
+    return bodies['1k'];
+  }
+
+  @Get('100k')
+  large() {
+    return bodies['100k'];
+  }
+}
+
+/** The same routes for both libraries; only the interceptor differs. */
+function cachedController(interceptor: Type<NestInterceptor>): Type {
+  @Controller()
+  @UseInterceptors(interceptor)
+  class CachedController {
+    @Get('cached/1k')
+    small() {
+      return bodies['1k'];
+    }
+
+    @Get('cached/100k')
+    large() {
+      return bodies['100k'];
+    }
+
+    @Get('cold')
+    async cold() {
+      originCalls += 1;
+      await new Promise((resolve) => setTimeout(resolve, COLD_ORIGIN_MS));
+      return bodies['1k'];
+    }
+  }
+  return CachedController;
+}
+
+function cacheImports(setup: ServerSetup, redisUrl: string | undefined): DynamicModule[] {
+  const prefix = `bench-${process.pid}`;
+  if (setup.library === 'nest-cache') {
+    return [
+      CacheModule.forRoot({
+        backend: setup.backend,
+        ttl: CACHE_TTL_SECONDS,
+        prefix,
+        ...(setup.backend === 'redis' && { redis: { url: redisUrl! } }),
+      }),
+    ];
+  }
+  if (setup.library === 'incumbent') {
+    // As its documentation sets it up: milliseconds; memory is the default Keyv store, Redis is
+    // @keyv/redis.
+    const ttl = CACHE_TTL_SECONDS * 1_000;
+    return [
+      setup.backend === 'redis'
+        ? IncumbentCacheModule.registerAsync({
+            useFactory: () => ({ stores: [createKeyv(redisUrl!, { namespace: prefix })], ttl }),
+          })
+        : IncumbentCacheModule.register({ ttl }),
+    ];
+  }
+  return [];
+}
+
+function controllers(setup: ServerSetup): Type[] {
+  const all: Type[] = [ReferenceController, NoopController];
+  if (setup.library === 'nest-cache') all.push(cachedController(CacheInterceptor));
+  if (setup.library === 'incumbent') all.push(cachedController(IncumbentInterceptor));
+  return all;
+}
+
+@Module({})
+class BenchModule {}
+
+/** The root module of one setup; `redisUrl` is the bench's own redis-server. */
+export function benchModule(setup: ServerSetup, redisUrl?: string): DynamicModule {
+  return {
+    module: BenchModule,
+    imports: cacheImports(setup, redisUrl),
+    controllers: controllers(setup),
+  };
+}
