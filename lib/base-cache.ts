@@ -88,7 +88,8 @@ export abstract class BaseCache {
   readonly stats: CacheStats = { hits: 0, misses: 0, writes: 0, deletes: 0, errors: 0 };
   protected readonly logger: Logger;
   private readonly defaultTtlMs: number | null;
-  private readonly getOrSetTimeoutMs: number;
+  /** How long getOrSet callers wait for a factory (CacheInterceptor's waiting requests too). */
+  readonly getOrSetTimeoutMs: number;
   /** How this cache turns values into bytes and back (CacheInterceptor snapshots values with it). */
   readonly serializer: Serializer;
   private readonly failures: FailurePolicy;

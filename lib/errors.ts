@@ -45,13 +45,3 @@ export class FactoryTimeoutError extends Error {
   readonly code = 'NEST_CACHE_FACTORY_TIMEOUT';
   override readonly name = 'FactoryTimeoutError';
 }
-
-/** Errors that describe the caller's input: these are thrown, never swallowed by fail-open. */
-export function isInputError(error: unknown): boolean {
-  return (
-    error instanceof InvalidKeyError ||
-    error instanceof InvalidTtlError ||
-    error instanceof UnserializableValueError ||
-    error instanceof CacheClosedError
-  );
-}

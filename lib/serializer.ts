@@ -33,8 +33,8 @@ export interface Serializer {
   deserialize(bytes: Uint8Array): unknown;
 }
 
-// The error classes live in errors.ts with every other nest-cache error, so `instanceof` (and
-// isInputError) holds whichever module they are imported from; they are re-exported here because
+// The error classes live in errors.ts with every other nest-cache error, so `instanceof` holds
+// whichever module they are imported from; they are re-exported here because
 // they are part of the serializer's contract.
 export { CorruptEntryError, UnserializableValueError };
 

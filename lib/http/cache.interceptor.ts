@@ -19,7 +19,6 @@ import {
   CACHE_TTL_METADATA,
   CACHE_VARY_METADATA,
   DEFAULT_CACHEABLE_STATUSES,
-  DEFAULT_GET_OR_SET_TIMEOUT,
   NO_CACHE_METADATA,
 } from '../cache.constants.js';
 import { CACHE_MODULE_OPTIONS } from '../cache.module-definition.js';
@@ -75,7 +74,6 @@ export class CacheInterceptor implements NestInterceptor {
   protected readonly logger = new Logger('CacheInterceptor');
   private readonly http: NonNullable<CacheModuleOptions['http']>;
   private readonly statuses: readonly number[];
-  private readonly followTimeoutMs: number;
   private readonly flights: Map<string, Flight>;
   private readonly policies = new WeakMap<object, WeakMap<object, RoutePolicy>>();
   private readonly warned = new WeakSet<RoutePolicy>();
@@ -89,11 +87,6 @@ export class CacheInterceptor implements NestInterceptor {
   ) {
     this.http = validHttpOptions(options.http ?? {});
     this.statuses = this.http.statuses ?? DEFAULT_CACHEABLE_STATUSES;
-    this.followTimeoutMs =
-      ttlToMs(
-        options.getOrSetTimeout ?? DEFAULT_GET_OR_SET_TIMEOUT,
-        'CacheModule option "getOrSetTimeout"',
-      ) ?? 2 ** 31 - 1;
     let flights = flightsByCache.get(cache);
     if (!flights) flightsByCache.set(cache, (flights = new Map()));
     this.flights = flights;
@@ -334,7 +327,7 @@ export class CacheInterceptor implements NestInterceptor {
   private async follow(flight: Flight): Promise<CachedResponse | undefined> {
     let timer: NodeJS.Timeout | undefined;
     const gaveUp = new Promise<undefined>((resolve) => {
-      timer = setTimeout(resolve, this.followTimeoutMs, undefined);
+      timer = setTimeout(resolve, this.cache.getOrSetTimeoutMs, undefined);
       timer.unref();
     });
     try {
