@@ -67,6 +67,12 @@ export interface CacheStats {
 
 const MISS = Symbol('nest-cache:miss');
 
+/**
+ * The method CacheInterceptor reads with: get(), for a reader that never modifies what it reads.
+ * Not exported from the package.
+ */
+export const readShared = Symbol('nest-cache:read-shared');
+
 /** A value, or a promise of it: what a backend that can answer synchronously returns. */
 export type MaybePromise<T> = T | Promise<T>;
 
@@ -96,6 +102,8 @@ export abstract class BaseCache {
   private readonly flights = new Map<string, Promise<Buffer | undefined>>();
   /** Backend reads in flight, by full key; see readBytes(). */
   private readonly readsInFlight = new Map<string, Promise<Uint8Array | null | undefined>>();
+  /** The values of backend reads in flight, decoded once for every [readShared] caller. */
+  private readonly sharedValues = new Map<string, Promise<unknown>>();
   private closing?: Promise<void>;
 
   constructor(options: BaseCacheOptions = {}) {
@@ -157,6 +165,32 @@ export abstract class BaseCache {
   }
 
   /**
+   * get() for a reader that never modifies the value it gets (CacheInterceptor): concurrent callers
+   * of one key share one backend read and one decoded value, so a hot entry under load is decoded
+   * once per round trip instead of once per caller. Everyone else gets a copy of their own: get().
+   */
+  async [readShared]<T = unknown>(key: string): Promise<T | undefined> {
+    const full = this.keyFor(key, 'get');
+    const joined = this.sharedValues.get(full);
+    if (joined) {
+      const found = await joined;
+      this.stats[found === MISS ? 'misses' : 'hits'] += 1;
+      return found === MISS ? undefined : (found as T);
+    }
+    const read = this.readBytes(full);
+    if (!isPending(read)) {
+      const found = this.decode(full, read);
+      return found === MISS ? undefined : (found as T);
+    }
+    // Neither the read (it fails open) nor decode (a corrupt entry is a miss) rejects.
+    const shared = read.then((bytes) => this.decode(full, bytes));
+    this.sharedValues.set(full, shared);
+    const found = await shared;
+    if (this.sharedValues.get(full) === shared) this.sharedValues.delete(full);
+    return found === MISS ? undefined : (found as T);
+  }
+
+  /**
    * Stores `value` for `ttl` (SECONDS when a number; the cache default when left out).
    * Resolves true when stored, false when the backend dropped it (unavailable, or the
    * entry is too large); it rejects only for bad input.
@@ -185,6 +219,7 @@ export abstract class BaseCache {
   async clear(): Promise<void> {
     this.assertOpen('clear');
     this.readsInFlight.clear();
+    this.sharedValues.clear();
     await this.attempt('clear', undefined, () => this.clearNamespace(`${this.prefix}:`));
   }
 
@@ -312,7 +347,7 @@ export abstract class BaseCache {
     }
     // Concurrent reads of one key share the backend call in flight (a hot key under load is read
     // once per round trip, not once per caller); each caller still decodes its own copy.
-    const pending = this.readsInFlight.get(full);
+    const pending = this.readsInFlight.size === 0 ? undefined : this.readsInFlight.get(full);
     if (pending) return pending.then(this.readSucceeded, this.readFailed);
     let read: MaybePromise<Uint8Array | null | undefined>;
     try {
@@ -345,6 +380,7 @@ export abstract class BaseCache {
   /** A write or delete of these keys is starting: reads from now on must not join older ones. */
   private forgetReads(full: string[]): void {
     if (this.readsInFlight.size > 0) for (const key of full) this.readsInFlight.delete(key);
+    if (this.sharedValues.size > 0) for (const key of full) this.sharedValues.delete(key);
   }
 
   private readonly readSucceeded = (bytes: Uint8Array | null | undefined) => {

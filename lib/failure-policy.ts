@@ -25,7 +25,8 @@ export class FailurePolicy {
 
   /** True while the breaker is open: the caller should fail open without calling the backend. */
   isOpen(): boolean {
-    return this.openUntil > this.now();
+    // Every read asks; a breaker that never opened costs no clock read.
+    return this.openUntil !== 0 && this.openUntil > this.now();
   }
 
   succeeded(): void {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { readShared } from '../lib/base-cache.js';
 import { BaseCache, type StoredEntry } from '../lib/index.js';
 
 /** A backend whose reads are answered only when the test says so, and counted. */
@@ -74,5 +75,60 @@ describe('concurrent reads of one key', () => {
     expect(await newer).toBeUndefined();
     expect(cache.backendReads).toBe(2);
     await older;
+  });
+});
+
+describe('[readShared], the read of CacheInterceptor', () => {
+  it('hands concurrent callers of one key one backend read and one decoded value, and counts each', async () => {
+    const cache = new GatedCache();
+    await cache.set('k', { body: 'x'.repeat(1_000) });
+    const decode = cache.serializer.deserialize.bind(cache.serializer);
+    let decodes = 0;
+    Object.defineProperty(cache, 'serializer', {
+      value: {
+        ...cache.serializer,
+        deserialize: (bytes: Uint8Array) => (decodes++, decode(bytes)),
+      },
+    });
+
+    const reads = [1, 2, 3].map(() => cache[readShared]<{ body: string }>('k'));
+    const missing = cache[readShared]('absent');
+    cache.open();
+    const values = await Promise.all(reads);
+
+    expect(values[0]).toEqual({ body: 'x'.repeat(1_000) });
+    expect(values[1]).toBe(values[0]);
+    expect(values[2]).toBe(values[0]);
+    expect(await missing).toBeUndefined();
+    expect(cache.backendReads).toBe(2);
+    expect(decodes).toBe(1);
+    expect(cache.stats).toMatchObject({ hits: 3, misses: 1 });
+  });
+
+  it('a caller after a write does not join the older read: it reads and decodes the new value', async () => {
+    const cache = new GatedCache();
+    await cache.set('k', 'old');
+    const older = cache[readShared]('k');
+    const written = cache.set('k', 'new');
+    const newer = cache[readShared]('k');
+    await written;
+    cache.open();
+
+    expect(await newer).toBe('new');
+    expect(cache.backendReads).toBe(2);
+    await older;
+  });
+
+  it('get() callers joining the same read still get copies of their own', async () => {
+    const cache = new GatedCache();
+    await cache.set('k', { list: [1] });
+    const shared = cache[readShared]<{ list: number[] }>('k');
+    const own = cache.get<{ list: number[] }>('k');
+    cache.open();
+
+    const [a, b] = await Promise.all([shared, own]);
+    expect(cache.backendReads).toBe(1);
+    expect(a).toEqual(b);
+    expect(a).not.toBe(b);
   });
 });

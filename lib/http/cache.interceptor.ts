@@ -10,7 +10,7 @@ import {
 import { INTERCEPTORS_METADATA } from '@nestjs/common/constants.js';
 import { ApplicationConfig, HttpAdapterHost, Reflector } from '@nestjs/core';
 import { type Observable, of, tap } from 'rxjs';
-import { BaseCache } from '../base-cache.js';
+import { BaseCache, readShared } from '../base-cache.js';
 import type { CacheModuleOptions } from '../cache-module.options.js';
 import {
   CACHE_KEY_METADATA,
@@ -105,7 +105,8 @@ export class CacheInterceptor implements NestInterceptor {
       return next.handle();
     }
     if (!(this.http.trustClientNoCache && clientWantsFresh(request.headers))) {
-      const cached = await this.cache.get<CachedResponse>(key);
+      // Shared with the concurrent requests of this key: replay() only reads the entry.
+      const cached = await this.cache[readShared]<CachedResponse>(key);
       if (isCachedResponse(cached)) return of(this.replay(response, cached));
       const flight = this.flights.get(key);
       if (flight) {
@@ -340,8 +341,11 @@ export class CacheInterceptor implements NestInterceptor {
   private replay(response: unknown, entry: CachedResponse): unknown {
     const adapter = this.adapterHost.httpAdapter;
     adapter.status(response, entry.status);
-    for (const name of Object.keys(entry.headers))
-      adapter.setHeader(response, name, entry.headers[name] as string);
+    for (const name of Object.keys(entry.headers)) {
+      const value = entry.headers[name]!;
+      // The entry is shared with concurrent requests: a list handed on could be appended to.
+      adapter.setHeader(response, name, (Array.isArray(value) ? [...value] : value) as string);
+    }
     adapter.setHeader(
       response,
       'age',

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { BaseCache, type BaseCacheOptions, type StoredEntry } from '../base-cache.js';
 import { messages } from '../messages.js';
+import { ReadBatch } from './read-batch.js';
 import {
   DISCONNECT_TIMEOUT_MS,
   planConnection,
@@ -44,6 +45,8 @@ export class RedisCache extends BaseCache {
   /** The ioredis client: the one RedisCache opened, or the one you passed as `redis.client`. */
   readonly client: Redis;
   private readonly connection: RedisConnection;
+  /** Concurrent gets go out as one MGET; see ReadBatch. */
+  private readonly reads = new ReadBatch<Buffer | null>((keys) => this.client.mgetBuffer(keys));
   private readonly onError = (error: unknown) => {
     this.reportBackendProblem(
       messages.redisUnreachable(this.connection.target, this.reasonOf(error)),
@@ -80,10 +83,11 @@ export class RedisCache extends BaseCache {
   }
 
   protected readEntry(key: string): Promise<Buffer | null> {
-    return this.client.getBuffer(key);
+    return this.reads.read(key);
   }
 
   protected async writeEntry({ key, bytes, ttlMs }: StoredEntry): Promise<boolean> {
+    this.reads.flush();
     if (ttlMs === null) await this.client.set(key, bytes);
     else await this.client.set(key, bytes, 'PX', ttlMs);
     return true;
@@ -101,6 +105,7 @@ export class RedisCache extends BaseCache {
   /** One MULTI: every entry is stored, or none. */
   protected override async writeEntries(entries: StoredEntry[]): Promise<boolean> {
     if (entries.length === 0) return true;
+    this.reads.flush();
     const multi = this.client.multi();
     for (const { key, bytes, ttlMs } of entries) {
       if (ttlMs === null) multi.set(key, bytes);
@@ -115,6 +120,7 @@ export class RedisCache extends BaseCache {
 
   protected async removeEntries(keys: string[]): Promise<number> {
     if (keys.length === 0) return 0;
+    this.reads.flush();
     return this.client.unlink(keys);
   }
 
@@ -126,6 +132,7 @@ export class RedisCache extends BaseCache {
 
   /** SCAN + UNLINK in batches: never KEYS (blocks Redis) nor FLUSHDB (deletes other namespaces). */
   protected async clearNamespace(namespace: string): Promise<void> {
+    this.reads.flush();
     const match = `${escapeGlob(namespace)}*`;
     let cursor = '0';
     do {
@@ -147,6 +154,7 @@ export class RedisCache extends BaseCache {
    * left open: only our listener is removed.
    */
   protected async closeBackend(): Promise<void> {
+    this.reads.flush();
     if (this.connection.owned) await this.shutDown(this.client);
     this.client.off('error', this.onError);
   }

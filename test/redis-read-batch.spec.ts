@@ -1,0 +1,101 @@
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { MAX_BATCH_KEYS } from '../lib/stores/read-batch.js';
+import { RedisCache } from '../lib/stores/redis.cache.js';
+import { startRedisServer, type RedisServerHandle } from './support/redis-server.js';
+
+/** Calls of each command since the last CONFIG RESETSTAT, from INFO commandstats. */
+async function commandCalls(admin: Redis): Promise<Record<string, number>> {
+  const info = await admin.info('commandstats');
+  const calls: Record<string, number> = {};
+  for (const [, name, count] of info.matchAll(/^cmdstat_([a-z|]+):calls=(\d+)/gm)) {
+    calls[name!] = Number(count);
+  }
+  return calls;
+}
+
+// A private redis-server, so that the commands counted are this file's only.
+describe('RedisCache sends the gets made in one turn as one MGET', () => {
+  let server: RedisServerHandle;
+  let admin: Redis;
+  let cache: RedisCache;
+
+  beforeAll(async () => {
+    server = await startRedisServer();
+    admin = new Redis(server.url);
+  });
+  afterAll(async () => {
+    await admin.quit();
+    await server.stop();
+  });
+  beforeEach(async () => {
+    cache = await RedisCache.create({ prefix: 'batch', redis: { url: server.url } });
+  });
+  afterEach(async () => {
+    await cache.close();
+    await admin.flushdb();
+  });
+
+  async function storeKeys(count: number): Promise<string[]> {
+    const keys = Array.from({ length: count }, (_, i) => `k${i}`);
+    await cache.setMany(keys.map((key, i) => ({ key, value: { i } })));
+    await admin.config('RESETSTAT');
+    return keys;
+  }
+
+  it('concurrent gets of different keys reach Redis as one MGET, and each caller gets its own value', async () => {
+    const keys = await storeKeys(100);
+
+    const values = await Promise.all(keys.map((key) => cache.get<{ i: number }>(key)));
+
+    expect(values.map((value) => value?.i)).toEqual(keys.map((_, i) => i));
+    const calls = await commandCalls(admin);
+    expect(calls.mget).toBe(1);
+    expect(calls.get).toBeUndefined();
+  });
+
+  it(`more than ${MAX_BATCH_KEYS} gets in one turn are split into MGETs of at most ${MAX_BATCH_KEYS} keys`, async () => {
+    const keys = await storeKeys(MAX_BATCH_KEYS * 2 + 10);
+
+    const values = await Promise.all(keys.map((key) => cache.get<{ i: number }>(key)));
+
+    expect(values.map((value) => value?.i)).toEqual(keys.map((_, i) => i));
+    expect((await commandCalls(admin)).mget).toBe(3);
+  });
+
+  it('a missing key in a batch is a miss for its caller only', async () => {
+    await storeKeys(2);
+
+    const values = await Promise.all(['k0', 'absent', 'k1'].map((key) => cache.get(key)));
+
+    expect(values).toEqual([{ i: 0 }, undefined, { i: 1 }]);
+    expect(cache.stats).toMatchObject({ hits: 2, misses: 1, errors: 0 });
+  });
+
+  it('a write or delete never overtakes a get made before it, and a get made after it sees it', async () => {
+    await cache.set('k', 'old');
+
+    const before = cache.get('k');
+    const written = cache.set('k', 'new');
+    const after = cache.get('k');
+    const deletedBefore = cache.get('k');
+    const deleted = cache.delete('k');
+    const afterDelete = cache.get('k');
+
+    expect(await before).toBe('old');
+    expect(await written).toBe(true);
+    expect(await after).toBe('new');
+    expect(await deletedBefore).toBe('new');
+    expect(await deleted).toBe(true);
+    expect(await afterDelete).toBeUndefined();
+  });
+
+  it('a get made just before close() is still answered', async () => {
+    await cache.set('k', 'value');
+
+    const read = cache.get('k');
+    await cache.close();
+
+    expect(await read).toBe('value');
+  });
+});
