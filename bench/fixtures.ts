@@ -53,7 +53,8 @@ export function setupName(setup: ServerSetup): string {
     : `${setup.adapter} ${LIBRARY_LABELS[setup.library]}`;
 }
 
-function record(i: number) {
+/** One product record: the unit of the response bodies (and of the serializer bench's values). */
+export function record(i: number) {
   return {
     id: i,
     sku: `SKU-${String(i).padStart(6, '0')}`,
@@ -80,6 +81,8 @@ export const bodies: Record<BodySize, object> = {
   '100k': bodyOf(100 * 1_024),
 };
 
+/** The fastest any awaited get can be: the reference of the memory store operations. */
+export const MAP_AWAITED = 'Map (awaited)';
 /** Names of the raw ioredis subjects of the store operations. */
 export const REDIS_RAW = 'ioredis (auto-pipelining, no decode)';
 export const REDIS_TUNED = "ioredis getBuffer, nest-cache's client settings";

@@ -12,6 +12,7 @@ import { Buffer } from 'node:buffer';
 import { isDeepStrictEqual } from 'node:util';
 import * as v8 from 'node:v8';
 import { defaultSerializer } from '../lib/serializer.js';
+import { record } from './fixtures.js';
 
 interface Candidate {
   name: string;
@@ -150,18 +151,6 @@ const msgpackr = await loadMsgpackr();
 const candidates = [nestCache, ...(msgpackr ? [msgpackr] : []), tagged, v8Reference];
 
 // --- Values -----------------------------------------------------------------------------------
-
-function record(i: number) {
-  return {
-    id: i,
-    sku: `SKU-${String(i).padStart(6, '0')}`,
-    title: `Product number ${i}, a fairly ordinary thing`,
-    price: Math.round(i * 137.31) / 100,
-    inStock: i % 3 !== 0,
-    tags: ['catalog', i % 2 === 0 ? 'even' : 'odd'],
-    updatedAt: '2025-11-21T13:46:00.000Z',
-  };
-}
 
 const values: Record<string, unknown> = {
   integer: 12_345,

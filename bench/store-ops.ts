@@ -10,7 +10,7 @@ import { LRUCache } from 'lru-cache';
 import { createCache as createCacheManager } from 'cache-manager';
 import { createKeyv } from '@keyv/redis';
 import { MemoryCache, RedisCache } from '../lib/index.js';
-import { REDIS_RAW, REDIS_TUNED, storeValue } from './fixtures.js';
+import { MAP_AWAITED, REDIS_RAW, REDIS_TUNED, storeValue } from './fixtures.js';
 
 export interface StoreSettings {
   rounds: number;
@@ -124,7 +124,7 @@ async function memory(): Promise<StoreReport['memory']> {
       getMany: () => keys.map((key) => lru.get(key)),
       'getOrSet hit': () => lru.get('k0') ?? build(),
     },
-    'Map (awaited)': { get: async () => map.get('k0') },
+    [MAP_AWAITED]: { get: async () => map.get('k0') },
     'nest-cache': {
       get: () => ours.get('k0'),
       set: () => ours.set('k0', storeValue),

@@ -7,12 +7,17 @@ interface Waiter<V> {
 }
 
 /**
- * Coalesces the single-key reads made during one turn of the event loop into one multi-key read
- * (a Redis MGET): one command, one reply and one callback for many callers, instead of one each.
+ * Coalesces single-key reads into one multi-key read (a Redis MGET): one command, one reply and
+ * one callback for many callers, instead of one each.
  *
- * Reads are sent from setImmediate, so that a burst of requests read in one poll phase shares a
- * read. A write must call flush() before it is sent, so that it never overtakes a read made
- * before it: the order of calls is the order Redis sees them in.
+ * A batch is sent on process.nextTick: it holds the reads of one synchronous stretch of code and
+ * of the promise callbacks that follow it (a Promise.all; the callers one reply woke up). Waiting
+ * longer (setImmediate) would also join the reads of other requests of the same event-loop turn,
+ * but measured slower on cached 1 KB routes (0.8x), as every read then waits a turn more; those
+ * reads still reach Redis in one write, through ioredis' auto-pipelining.
+ *
+ * A write must call flush() before it is sent, so that it never overtakes a read made before it:
+ * Redis sees the calls in the order they were made.
  */
 export class ReadBatch<V> {
   private keys: string[] = [];
@@ -28,7 +33,7 @@ export class ReadBatch<V> {
       if (this.keys.length >= MAX_BATCH_KEYS) this.flush();
       else if (!this.scheduled) {
         this.scheduled = true;
-        setImmediate(this.flush);
+        process.nextTick(this.flush);
       }
     });
   }
