@@ -207,9 +207,10 @@ export class CacheInterceptor implements NestInterceptor {
   }
 
   /**
-   * Runs the handler. Once the response is sent, stores it if it may be, then hands it to the
-   * requests that waited for it; the flight ends only after the write, so no request arriving in
-   * between runs the handler again.
+   * Runs the handler. Once the response is sent, hands it to the requests that waited for it and
+   * stores it if it may be; the flight ends only after the write, so a request arriving in between
+   * replays it too instead of running the handler again. (With Redis down, that write can take the
+   * command timeout: the waiting requests do not wait for it.)
    */
   private lead(context: ExecutionContext, key: string, next: CallHandler): Observable<unknown> {
     const response = context.switchToHttp().getResponse();
@@ -219,9 +220,9 @@ export class CacheInterceptor implements NestInterceptor {
     this.flights.set(key, flight);
     const settle = async (entry: CachedResponse | undefined) => {
       raw.off('finish', onFinish).off('close', onClose);
+      land(entry); // the waiting requests replay it now, without waiting for the write
       if (entry) await this.write(context, key, entry);
       if (this.flights.get(key) === flight) this.flights.delete(key);
-      land(entry);
     };
     let body: CachedBody | undefined;
     const raw = response.raw ?? response;

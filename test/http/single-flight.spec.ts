@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { MemoryCache, type StoredEntry } from '../../lib/index.js';
 import { ADAPTERS, backends, usePrivateRedis, useApps } from './support/app.js';
 import { ItemsController, UnstorableController } from './support/controllers.js';
 import { json, type Reply } from './support/http.js';
@@ -19,6 +20,18 @@ function burst(
 
 const count = (replies: Reply[], cache: string) =>
   replies.filter((reply) => reply.cache === cache).length;
+
+/** A memory backend whose writes wait until the test releases them (a slow or frozen Redis). */
+class HeldWritesCache extends MemoryCache {
+  static held: (() => void)[] = [];
+  static release(): void {
+    for (const release of HeldWritesCache.held.splice(0)) release();
+  }
+  protected override async writeEntry(entry: StoredEntry): Promise<boolean> {
+    await new Promise<void>((resolve) => HeldWritesCache.held.push(resolve));
+    return super.writeEntry(entry);
+  }
+}
 
 describe.each(ADAPTERS)('on $name', (adapter) => {
   describe.each(backends(redis))('with the $name backend', (backend) => {
@@ -71,5 +84,31 @@ describe.each(ADAPTERS)('on $name', (adapter) => {
       );
       expect(after.status).toBe(200);
     });
+  });
+});
+
+describe.each(ADAPTERS)('on $name, with writes that take long', (adapter) => {
+  const start = useApps();
+
+  it('the requests that waited for the leader are answered without waiting for its write, and one arriving during the write replays it too', async () => {
+    const { send, calls } = await start({
+      adapter,
+      controllers: [ItemsController],
+      cache: { backend: HeldWritesCache },
+    });
+
+    try {
+      const replies = await burst(send, '/items/slow', 5);
+      const duringWrite = await send('/items/slow');
+
+      expect(HeldWritesCache.held).toHaveLength(1); // the entry is still being written
+      expect(calls.of('slow')).toBe(1);
+      expect(replies.map((reply) => reply.status)).toEqual(Array(5).fill(200));
+      expect(count(replies, 'HIT')).toBe(4);
+      expect(duringWrite.cache).toBe('HIT');
+      expect(duringWrite.text).toBe(JSON.stringify({ run: 1 }));
+    } finally {
+      HeldWritesCache.release();
+    }
   });
 });
