@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { MAX_BATCH_KEYS } from '../lib/stores/read-batch.js';
 import { RedisCache } from '../lib/stores/redis.cache.js';
-import { startRedisServer, type RedisServerHandle } from './support/redis-server.js';
+import { usePrivateRedis } from './support/redis-server.js';
 
 /** Calls of each command since the last CONFIG RESETSTAT, from INFO commandstats. */
 async function commandCalls(admin: Redis): Promise<Record<string, number>> {
@@ -16,20 +16,18 @@ async function commandCalls(admin: Redis): Promise<Record<string, number>> {
 
 // A private redis-server, so that the commands counted are this file's only.
 describe('RedisCache sends the gets made in one turn as one MGET', () => {
-  let server: RedisServerHandle;
+  const redis = usePrivateRedis();
   let admin: Redis;
   let cache: RedisCache;
 
-  beforeAll(async () => {
-    server = await startRedisServer();
-    admin = new Redis(server.url);
+  beforeAll(() => {
+    admin = new Redis(redis.server.url);
   });
   afterAll(async () => {
     await admin.quit();
-    await server.stop();
   });
   beforeEach(async () => {
-    cache = await RedisCache.create({ prefix: 'batch', redis: { url: server.url } });
+    cache = await RedisCache.create({ prefix: 'batch', redis: { url: redis.server.url } });
   });
   afterEach(async () => {
     await cache.close();

@@ -125,6 +125,26 @@ export function useRedis(): { readonly url: string } {
   };
 }
 
+/**
+ * Starts a private redis-server for this file (never the shared one on 6379) in beforeAll and
+ * stops it in afterAll.
+ */
+export function usePrivateRedis(): { readonly server: RedisServerHandle } {
+  let server: RedisServerHandle | undefined;
+  beforeAll(async () => {
+    server = await startRedisServer();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+  return {
+    get server() {
+      if (!server) throw new Error('the private redis-server is only available inside tests');
+      return server;
+    },
+  };
+}
+
 /** REDIS_URL when set, else a private server; call stop() when done. */
 export async function redisUrlForTests(): Promise<{ url: string; stop: () => Promise<void> }> {
   if (process.env.REDIS_URL) return { url: process.env.REDIS_URL, stop: async () => {} };

@@ -5,16 +5,18 @@ import { APP_INTERCEPTOR } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
-import { afterAll, afterEach, beforeAll } from 'vitest';
+import { afterEach } from 'vitest';
 import {
   BaseCache,
   CacheInterceptor,
   CacheModule,
   type CacheModuleOptions,
 } from '../../../lib/index.js';
-import { startRedisServer, type RedisServerHandle } from '../../support/redis-server.js';
+import type { RedisServerHandle } from '../../support/redis-server.js';
 import { HandlerCalls } from './controllers.js';
 import { request, type Reply } from './http.js';
+
+export { usePrivateRedis } from '../../support/redis-server.js';
 
 /** Both HTTP platforms, for `describe.each(ADAPTERS)`. */
 export const ADAPTERS: { name: string; create: () => AbstractHttpAdapter }[] = [
@@ -30,26 +32,6 @@ export interface Backend {
 
 /** The Redis backend's command timeout in tests, as the fault tests of the backend use. */
 export const COMMAND_TIMEOUT_MS = 200;
-
-/**
- * Starts a private redis-server for this file (never the shared one on 6379) in beforeAll and
- * stops it in afterAll.
- */
-export function usePrivateRedis(): { readonly server: RedisServerHandle } {
-  let server: RedisServerHandle | undefined;
-  beforeAll(async () => {
-    server = await startRedisServer();
-  });
-  afterAll(async () => {
-    await server?.stop();
-  });
-  return {
-    get server() {
-      if (!server) throw new Error('the private redis-server is only available inside tests');
-      return server;
-    },
-  };
-}
 
 /** Memory and Redis (on the given private server), for `describe.each`. */
 export function backends(redis: { readonly server: RedisServerHandle }): Backend[] {
