@@ -102,7 +102,15 @@ function log(message: string): void {
   process.stdout.write(`${message}\n`);
 }
 
+/** Exit codes of a process ended by a signal. */
+const SIGNAL_EXIT_CODES = { SIGINT: 130, SIGTERM: 143 } as const;
+
 async function main(): Promise<void> {
+  // Ended by a signal, Node skips the 'exit' handlers that kill the servers and the redis-server
+  // this run started; exiting on the signal runs them.
+  for (const [signal, code] of Object.entries(SIGNAL_EXIT_CODES)) {
+    process.once(signal, () => process.exit(code));
+  }
   const started = Date.now();
   const { smoke, out } = parseArgs(process.argv.slice(2));
   const settings = smoke ? SMOKE : FULL;

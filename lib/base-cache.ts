@@ -61,7 +61,10 @@ export interface CacheStats {
   misses: number;
   writes: number;
   deletes: number;
-  /** Backend calls that failed (and failed open) or were skipped by the open circuit breaker. */
+  /**
+   * Backend calls that failed (and failed open) or were skipped by the open circuit breaker.
+   * Concurrent reads of one key share one call, so its failure counts once.
+   */
   errors: number;
 }
 
@@ -173,8 +176,7 @@ export abstract class BaseCache {
     const full = this.keyFor(key, 'get');
     const joined = this.sharedValues.get(full);
     if (joined) {
-      const found = await joined;
-      this.stats[found === MISS ? 'misses' : 'hits'] += 1;
+      const found = this.tally(await joined);
       return found === MISS ? undefined : (found as T);
     }
     const read = this.readBytes(full);
@@ -218,8 +220,7 @@ export abstract class BaseCache {
   /** Removes every key of this cache's namespace, and only those. */
   async clear(): Promise<void> {
     this.assertOpen('clear');
-    this.readsInFlight.clear();
-    this.sharedValues.clear();
+    this.forgetAllReads();
     await this.attempt('clear', undefined, () => this.clearNamespace(`${this.prefix}:`));
   }
 
@@ -346,9 +347,10 @@ export abstract class BaseCache {
       return undefined;
     }
     // Concurrent reads of one key share the backend call in flight (a hot key under load is read
-    // once per round trip, not once per caller); each caller still decodes its own copy.
+    // once per round trip, not once per caller); each caller still decodes its own copy. The
+    // outcome of a shared read is counted once (stats.errors, the circuit breaker), like any call.
     const pending = this.readsInFlight.size === 0 ? undefined : this.readsInFlight.get(full);
-    if (pending) return pending.then(this.readSucceeded, this.readFailed);
+    if (pending) return pending;
     let read: MaybePromise<Uint8Array | null | undefined>;
     try {
       read = this.readEntry(full);
@@ -359,9 +361,7 @@ export abstract class BaseCache {
       this.failures.succeeded();
       return read;
     }
-    const shared = Promise.resolve(read);
-    this.readsInFlight.set(full, shared);
-    return shared.then(
+    const shared: Promise<Uint8Array | null | undefined> = Promise.resolve(read).then(
       (bytes) => {
         this.endRead(full, shared);
         return this.readSucceeded(bytes);
@@ -371,6 +371,8 @@ export abstract class BaseCache {
         return this.readFailed(error);
       },
     );
+    this.readsInFlight.set(full, shared);
+    return shared;
   }
 
   private endRead(full: string, read: Promise<unknown>): void {
@@ -381,6 +383,11 @@ export abstract class BaseCache {
   private forgetReads(full: string[]): void {
     if (this.readsInFlight.size > 0) for (const key of full) this.readsInFlight.delete(key);
     if (this.sharedValues.size > 0) for (const key of full) this.sharedValues.delete(key);
+  }
+
+  private forgetAllReads(): void {
+    this.readsInFlight.clear();
+    this.sharedValues.clear();
   }
 
   private readonly readSucceeded = (bytes: Uint8Array | null | undefined) => {
@@ -394,24 +401,25 @@ export abstract class BaseCache {
     return undefined;
   };
 
+  /** The caller's value, or MISS; counts the hit or miss. */
   private decode(full: string, bytes: Uint8Array | null | undefined): unknown {
-    if (bytes == null) {
-      this.stats.misses += 1;
-      return MISS;
-    }
+    if (bytes == null) return this.tally(MISS);
     try {
-      const value = this.serializer.deserialize(bytes);
-      this.stats.hits += 1;
-      return value;
+      return this.tally(this.serializer.deserialize(bytes));
     } catch (error) {
       // A corrupt entry (written by another program, or an older format) is a miss, and is removed.
       this.failures.warn(
         messages.corruptEntry(full, error instanceof Error ? error.message : String(error)),
       );
       void this.remove([full]);
-      this.stats.misses += 1;
-      return MISS;
+      return this.tally(MISS);
     }
+  }
+
+  /** Counts what one caller found, a value or MISS, and hands it on. */
+  private tally(found: unknown): unknown {
+    this.stats[found === MISS ? 'misses' : 'hits'] += 1;
+    return found;
   }
 
   private async remove(full: string[]): Promise<number> {

@@ -56,6 +56,8 @@ export const messages = {
   redisUnreachable: (target: string, reason: string) =>
     `RedisCache cannot use Redis at ${target} (${reason}); it keeps reconnecting by itself and fails open meanwhile: reads are misses, writes are dropped. Check that Redis is up and that CacheModule option "redis" points to it.`,
 
+  redisMgetRefused: (reason: string) =>
+    `RedisCache reads one key per command from now on: Redis refused MGET (${reason}). Concurrent reads then cost a command each; allow MGET for the cache's user (ACL +mget), or keep the keys of one cache in one hash slot (a {hash tag} in "prefix") if your Redis wants multi-key commands in one slot.`,
   redisClientUnbounded: () =>
     `The ioredis client given as CacheModule option "redis.client" has no commandTimeout or keeps an offline queue, so a cache call can wait a minute while Redis is down and a write reported as failed can land later. Create it with { commandTimeout: 500, enableOfflineQueue: false, maxRetriesPerRequest: 0 }, or pass "redis.url" and let RedisCache configure its own client.`,
 } as const;

@@ -1,8 +1,13 @@
+import { randomUUID } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Logger } from '@nestjs/common';
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MAX_BATCH_KEYS } from '../lib/stores/read-batch.js';
 import { RedisCache } from '../lib/stores/redis.cache.js';
-import { usePrivateRedis } from './support/redis-server.js';
+import { startRedisServer, usePrivateRedis } from './support/redis-server.js';
 
 /** Calls of each command since the last CONFIG RESETSTAT, from INFO commandstats. */
 async function commandCalls(admin: Redis): Promise<Record<string, number>> {
@@ -95,5 +100,75 @@ describe('RedisCache sends the gets made in one turn as one MGET', () => {
     await cache.close();
 
     expect(await read).toBe('value');
+  });
+});
+
+describe('RedisCache on a Redis that refuses MGET reads one key per GET instead', () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  /** Stores three keys, reads them concurrently and with getMany; returns what was logged. */
+  async function readsThrough(url: string): Promise<string[]> {
+    const warned: string[] = [];
+    vi.spyOn(Logger.prototype, 'warn').mockImplementation((message) => void warned.push(message));
+    const cache = await RedisCache.create({ prefix: 'refused', redis: { url } });
+    try {
+      const keys = ['a', 'b', 'c'];
+      for (const key of keys) expect(await cache.set(key, `value of ${key}`)).toBe(true);
+
+      expect(await Promise.all(keys.map((key) => cache.get(key)))).toEqual(
+        keys.map((key) => `value of ${key}`),
+      );
+      expect(await cache.getMany(keys)).toEqual(keys.map((key) => `value of ${key}`));
+      // Reads after the refusal go straight to GET.
+      expect(await Promise.all(keys.map((key) => cache.get(key)))).toEqual(
+        keys.map((key) => `value of ${key}`),
+      );
+      expect(cache.stats).toMatchObject({ hits: 9, misses: 0, errors: 0 });
+      return warned;
+    } finally {
+      await cache.close();
+    }
+  }
+
+  it('an ACL user without MGET (NOPERM): every read still hits, and one warning says to allow +mget', async () => {
+    const server = await startRedisServer({
+      args: ['--user', 'cache', 'on', '>secret', '~*', '&*', '+@all', '-mget'],
+    });
+    try {
+      const warned = await readsThrough(`redis://cache:secret@127.0.0.1:${server.port}`);
+
+      expect(warned.filter((line) => line.includes('MGET'))).toHaveLength(1);
+      expect(warned.join('\n')).toMatch(/NOPERM.*\+mget/s);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('a Redis that wants the keys of one command in one hash slot (CROSSSLOT): every read still hits', async () => {
+    const config = join(tmpdir(), `nest-cache-test-nodes-${randomUUID()}.conf`);
+    const server = await startRedisServer({
+      args: ['--cluster-enabled', 'yes', '--cluster-config-file', config],
+    });
+    const admin = new Redis(server.url);
+    try {
+      // One node serving every slot: single-key commands work, multi-key ones across slots do not.
+      await admin.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383');
+      for (let tries = 0; ; tries++) {
+        const info = String(await admin.call('CLUSTER', 'INFO'));
+        if (info.includes('cluster_state:ok')) break;
+        if (tries === 100) throw new Error(`the one-node cluster did not become ready:\n${info}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+
+      const warned = await readsThrough(server.url);
+
+      expect(warned.join('\n')).toMatch(/CROSSSLOT.*hash slot/s);
+    } finally {
+      await admin.quit();
+      await server.stop();
+      rmSync(config, { force: true });
+    }
   });
 });

@@ -119,6 +119,23 @@ describe('[readShared], the read of CacheInterceptor', () => {
     await older;
   });
 
+  it.each([
+    ['delete()', (cache: BaseCache) => cache.delete('k')],
+    ['clear()', (cache: BaseCache) => cache.clear()],
+  ])('a caller after %s does not join the older read', async (_, remove) => {
+    const cache = new GatedCache();
+    await cache.set('k', 'old');
+    const older = cache[readShared]('k');
+    const removed = remove(cache);
+    const newer = cache[readShared]('k');
+    await removed;
+    cache.open();
+
+    expect(await newer).toBeUndefined();
+    expect(cache.backendReads).toBe(2);
+    await older;
+  });
+
   it('get() callers joining the same read still get copies of their own', async () => {
     const cache = new GatedCache();
     await cache.set('k', { list: [1] });

@@ -24,6 +24,7 @@ import {
 import { CACHE_MODULE_OPTIONS } from '../cache.module-definition.js';
 import { CacheConfigError } from '../errors.js';
 import { messages } from '../messages.js';
+import { settleWithin } from '../settle-within.js';
 import { ttlToMs, type Ttl } from '../ttl.js';
 import {
   type CachedBody,
@@ -221,7 +222,9 @@ export class CacheInterceptor implements NestInterceptor {
     const settle = async (entry: CachedResponse | undefined) => {
       raw.off('finish', onFinish).off('close', onClose);
       land(entry); // the waiting requests replay it now, without waiting for the write
-      if (entry) await this.write(context, key, entry);
+      // A write that hangs (a custom backend, a client without a command timeout) must not keep
+      // this response replayed past the time a waiting request would have given up on it.
+      if (entry) await settleWithin(this.write(context, key, entry), this.cache.getOrSetTimeoutMs);
       if (this.flights.get(key) === flight) this.flights.delete(key);
     };
     let body: CachedBody | undefined;

@@ -8,7 +8,8 @@ interface Waiter<V> {
 
 /**
  * Coalesces single-key reads into one multi-key read (a Redis MGET): one command, one reply and
- * one callback for many callers, instead of one each.
+ * one callback for many callers, instead of one each. (Redis Cluster would need one batch per
+ * hash slot: MGET refuses keys of different slots.)
  *
  * A batch is sent on process.nextTick: it holds the reads of one synchronous stretch of code and
  * of the promise callbacks that follow it (a Promise.all; the callers one reply woke up). Waiting
@@ -16,8 +17,9 @@ interface Waiter<V> {
  * but measured slower on cached 1 KB routes (0.8x), as every read then waits a turn more; those
  * reads still reach Redis in one write, through ioredis' auto-pipelining.
  *
- * A write must call flush() before it is sent, so that it never overtakes a read made before it:
- * Redis sees the calls in the order they were made.
+ * A write must call flush() before it is sent, so that it never overtakes a read made before it.
+ * (That keeps the order only for commands that go through the same auto-pipeline queue as the
+ * batch: ioredis sends a MULTI at once.)
  */
 export class ReadBatch<V> {
   private keys: string[] = [];
@@ -45,19 +47,16 @@ export class ReadBatch<V> {
     const { keys, waiters } = this;
     this.keys = [];
     this.waiters = [];
-    let reply: Promise<V[]>;
-    try {
-      reply = this.readMany(keys);
-    } catch (error) {
-      reply = Promise.reject(error);
-    }
-    reply.then(
-      (values) => {
+    // Every waiter settles, whatever readMany does: throws, rejects, or answers something odd.
+    new Promise<V[]>((resolve) => resolve(this.readMany(keys)))
+      .then((values) => {
+        if (!Array.isArray(values) || values.length !== keys.length) {
+          throw new TypeError(`a read of ${keys.length} keys answered ${String(values)}`);
+        }
         for (let i = 0; i < waiters.length; i++) waiters[i]!.resolve(values[i]!);
-      },
-      (error: unknown) => {
-        for (const waiter of waiters) waiter.reject(error);
-      },
-    );
+      })
+      .catch((error: unknown) => {
+        for (const waiter of waiters) waiter.reject(error); // no-op for those already settled
+      });
   };
 }

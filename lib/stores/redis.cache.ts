@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { BaseCache, type BaseCacheOptions, type StoredEntry } from '../base-cache.js';
 import { messages } from '../messages.js';
+import { noop, settleWithin } from '../settle-within.js';
 import { ReadBatch } from './read-batch.js';
 import {
   DISCONNECT_TIMEOUT_MS,
@@ -46,7 +47,9 @@ export class RedisCache extends BaseCache {
   readonly client: Redis;
   private readonly connection: RedisConnection;
   /** Concurrent gets go out as one MGET; see ReadBatch. */
-  private readonly reads = new ReadBatch<Buffer | null>((keys) => this.client.mgetBuffer(keys));
+  private readonly reads = new ReadBatch<Buffer | null>((keys) => this.readMany(keys));
+  /** Cleared for good when the server refuses MGET; see readMany(). */
+  private multiKeyReads = true;
   private readonly onError = (error: unknown) => {
     this.reportBackendProblem(
       messages.redisUnreachable(this.connection.target, this.reasonOf(error)),
@@ -99,13 +102,29 @@ export class RedisCache extends BaseCache {
 
   protected override async readEntries(keys: string[]): Promise<(Buffer | null)[]> {
     if (keys.length === 0) return [];
-    return this.client.mgetBuffer(keys);
+    return this.readMany(keys);
+  }
+
+  /**
+   * One MGET; one GET per key where the server refuses MGET: an ACL without it (NOPERM), or a
+   * proxy or serverless Redis that wants the keys of one command in one hash slot (CROSSSLOT).
+   */
+  private async readMany(keys: string[]): Promise<(Buffer | null)[]> {
+    if (this.multiKeyReads) {
+      try {
+        return await this.client.mgetBuffer(keys);
+      } catch (error) {
+        if (!refusesMultiKeyReads(error)) throw error;
+        this.multiKeyReads = false;
+        this.logger.warn(messages.redisMgetRefused(this.reasonOf(error)));
+      }
+    }
+    return Promise.all(keys.map((key) => this.client.getBuffer(key)));
   }
 
   /** One MULTI: every entry is stored, or none. */
   protected override async writeEntries(entries: StoredEntry[]): Promise<boolean> {
     if (entries.length === 0) return true;
-    this.reads.flush();
     const multi = this.client.multi();
     for (const { key, bytes, ttlMs } of entries) {
       if (ttlMs === null) multi.set(key, bytes);
@@ -189,6 +208,10 @@ export class RedisCache extends BaseCache {
   }
 }
 
+function refusesMultiKeyReads(error: unknown): boolean {
+  return error instanceof Error && /^(NOPERM|CROSSSLOT)\b/.test(error.message);
+}
+
 /** Redis glob metacharacters in a prefix match literally, so `a*` never clears `ab:...`. */
 function escapeGlob(text: string): string {
   return text.replace(/[*?[\]\\]/g, '\\$&');
@@ -198,18 +221,3 @@ function isBounded(client: Redis): boolean {
   const { enableOfflineQueue, commandTimeout } = client.options;
   return enableOfflineQueue === false && typeof commandTimeout === 'number';
 }
-
-/** Waits for `promise` at most `ms`, ignoring its outcome; leaves no timer behind. */
-async function settleWithin(promise: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const elapsed = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, ms);
-  });
-  try {
-    await Promise.race([promise.then(noop, noop), elapsed]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function noop(): void {}

@@ -186,6 +186,7 @@ function adopt(client: unknown): RedisConnection {
   if (
     !candidate ||
     typeof candidate.getBuffer !== 'function' ||
+    typeof candidate.mgetBuffer !== 'function' ||
     typeof candidate.on !== 'function'
   ) {
     throw new CacheConfigError(

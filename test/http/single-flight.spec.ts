@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { MemoryCache, type StoredEntry } from '../../lib/index.js';
+import { MemoryCache, type StoredEntry, type Ttl } from '../../lib/index.js';
 import { ADAPTERS, backends, usePrivateRedis, useApps } from './support/app.js';
 import { ItemsController, UnstorableController } from './support/controllers.js';
-import { json, type Reply } from './support/http.js';
+import { json, type Reply, sleep } from './support/http.js';
 
 // Concurrent requests for one cold key run the handler once per process; when the leader's
 // response may not be shared, the followers run the handler themselves.
@@ -23,12 +23,12 @@ const count = (replies: Reply[], cache: string) =>
 
 /** A memory backend whose writes wait until the test releases them (a slow or frozen Redis). */
 class HeldWritesCache extends MemoryCache {
-  static held: (() => void)[] = [];
-  static release(): void {
-    for (const release of HeldWritesCache.held.splice(0)) release();
+  readonly held: (() => void)[] = [];
+  release(): void {
+    for (const release of this.held.splice(0)) release();
   }
   protected override async writeEntry(entry: StoredEntry): Promise<boolean> {
-    await new Promise<void>((resolve) => HeldWritesCache.held.push(resolve));
+    await new Promise<void>((resolve) => this.held.push(resolve));
     return super.writeEntry(entry);
   }
 }
@@ -89,26 +89,46 @@ describe.each(ADAPTERS)('on $name', (adapter) => {
 
 describe.each(ADAPTERS)('on $name, with writes that take long', (adapter) => {
   const start = useApps();
-
-  it('the requests that waited for the leader are answered without waiting for its write, and one arriving during the write replays it too', async () => {
-    const { send, calls } = await start({
+  const startApp = async (getOrSetTimeout?: Ttl) => {
+    const app = await start({
       adapter,
       controllers: [ItemsController],
-      cache: { backend: HeldWritesCache },
+      cache: { backend: HeldWritesCache, ...(getOrSetTimeout && { getOrSetTimeout }) },
     });
+    return { ...app, cache: app.cache as HeldWritesCache };
+  };
+
+  it('the requests that waited for the leader are answered without waiting for its write, and one arriving during the write replays it too', async () => {
+    const { send, calls, cache } = await startApp();
 
     try {
       const replies = await burst(send, '/items/slow', 5);
       const duringWrite = await send('/items/slow');
 
-      expect(HeldWritesCache.held).toHaveLength(1); // the entry is still being written
+      expect(cache.held).toHaveLength(1); // the entry is still being written
       expect(calls.of('slow')).toBe(1);
       expect(replies.map((reply) => reply.status)).toEqual(Array(5).fill(200));
       expect(count(replies, 'HIT')).toBe(4);
       expect(duringWrite.cache).toBe('HIT');
       expect(duringWrite.text).toBe(JSON.stringify({ run: 1 }));
     } finally {
-      HeldWritesCache.release();
+      cache.release();
+    }
+  });
+
+  it('a write that never ends stops being replayed after getOrSetTimeout: the next request runs the handler', async () => {
+    const { send, calls, cache } = await startApp('300ms');
+
+    try {
+      const first = await send('/items/slow');
+      await sleep(500);
+      const later = await send('/items/slow');
+
+      expect(first.cache).toBe('MISS');
+      expect(later.cache).toBe('MISS');
+      expect(calls.of('slow')).toBe(2);
+    } finally {
+      cache.release();
     }
   });
 });
