@@ -15,6 +15,12 @@ process.once('exit', () => {
   for (const child of children) child.kill('SIGKILL');
 });
 
+/** Kills `child` when this process exits, if it is still running then. */
+export function killOnExit(child: ChildProcess): void {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+}
+
 let taskset: boolean | undefined;
 
 /** Whether taskset (util-linux) can pin processes to cores here. */
@@ -69,12 +75,11 @@ export async function startServer(
     env: { ...process.env, BENCH_SETUP: JSON.stringify(setup), REDIS_URL: redisUrl },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  children.add(child);
+  killOnExit(child);
   let output = '';
   const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4_000));
   child.stderr!.on('data', keep);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  void exited.then(() => children.delete(child));
 
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(

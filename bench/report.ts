@@ -77,7 +77,7 @@ export interface Target {
   /** Goal is a maximum (origin calls) rather than a minimum (ratios). */
   atMost?: boolean;
   met: boolean;
-  /** For scale: what the fastest subject of the same measurement reaches on this machine. */
+  /** For scale: a reference ratio from the same run that bounds or frames the goal. */
   ceiling?: { label: string; measured: number };
 }
 

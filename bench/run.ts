@@ -31,7 +31,7 @@ import {
 } from './fixtures.js';
 import { loadGenerator, type LoadGenerator } from './load.js';
 import { burst, get, serverStats } from './probes.js';
-import { onCore, pinSelf, type Server, startServer } from './processes.js';
+import { killOnExit, onCore, pinSelf, type Server, startServer } from './processes.js';
 import {
   type ColdSeries,
   evaluateTargets,
@@ -103,7 +103,7 @@ function log(message: string): void {
 }
 
 /** Exit codes of a process ended by a signal. */
-const SIGNAL_EXIT_CODES = { SIGINT: 130, SIGTERM: 143 } as const;
+const SIGNAL_EXIT_CODES = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 } as const;
 
 async function main(): Promise<void> {
   // Ended by a signal, Node skips the 'exit' handlers that kill the servers and the redis-server
@@ -358,6 +358,7 @@ async function storeOperations(settings: StoreSettings, redisUrl: string): Promi
     env: { ...process.env, BENCH_STORE: JSON.stringify(settings), REDIS_URL: redisUrl },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  killOnExit(child);
   let stdout = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
   const limitMs = 600_000;

@@ -108,25 +108,33 @@ describe('RedisCache on a Redis that refuses MGET reads one key per GET instead'
     vi.restoreAllMocks();
   });
 
-  /** Stores three keys, reads them concurrently and with getMany; returns what was logged. */
-  async function readsThrough(url: string): Promise<string[]> {
+  function captureWarnings(): string[] {
     const warned: string[] = [];
     vi.spyOn(Logger.prototype, 'warn').mockImplementation((message) => void warned.push(message));
+    return warned;
+  }
+
+  /**
+   * Stores three keys, then reads them: concurrent gets and a getMany at once (two MGETs refused
+   * together), then gets again. Every read must hit, and MGET must not be sent after the refusal.
+   */
+  async function readsThrough(url: string, admin: Redis): Promise<void> {
     const cache = await RedisCache.create({ prefix: 'refused', redis: { url } });
     try {
       const keys = ['a', 'b', 'c'];
+      const values = keys.map((key) => `value of ${key}`);
       for (const key of keys) expect(await cache.set(key, `value of ${key}`)).toBe(true);
 
-      expect(await Promise.all(keys.map((key) => cache.get(key)))).toEqual(
-        keys.map((key) => `value of ${key}`),
-      );
-      expect(await cache.getMany(keys)).toEqual(keys.map((key) => `value of ${key}`));
-      // Reads after the refusal go straight to GET.
-      expect(await Promise.all(keys.map((key) => cache.get(key)))).toEqual(
-        keys.map((key) => `value of ${key}`),
-      );
+      const [one, many] = await Promise.all([
+        Promise.all(keys.map((key) => cache.get(key))),
+        cache.getMany(keys),
+      ]);
+      const mgetsBefore = (await commandCalls(admin)).mget ?? 0;
+      const again = await Promise.all(keys.map((key) => cache.get(key)));
+
+      expect([one, many, again]).toEqual([values, values, values]);
+      expect((await commandCalls(admin)).mget ?? 0).toBe(mgetsBefore);
       expect(cache.stats).toMatchObject({ hits: 9, misses: 0, errors: 0 });
-      return warned;
     } finally {
       await cache.close();
     }
@@ -136,11 +144,37 @@ describe('RedisCache on a Redis that refuses MGET reads one key per GET instead'
     const server = await startRedisServer({
       args: ['--user', 'cache', 'on', '>secret', '~*', '&*', '+@all', '-mget'],
     });
+    const admin = new Redis(server.url);
     try {
-      const warned = await readsThrough(`redis://cache:secret@127.0.0.1:${server.port}`);
+      const warned = captureWarnings();
 
-      expect(warned.filter((line) => line.includes('MGET'))).toHaveLength(1);
-      expect(warned.join('\n')).toMatch(/NOPERM.*\+mget/s);
+      await readsThrough(`redis://cache:secret@127.0.0.1:${server.port}`, admin);
+
+      expect(warned).toHaveLength(1);
+      expect(warned[0]).toMatch(/NOPERM.*\+mget/s);
+    } finally {
+      await admin.quit();
+      await server.stop();
+    }
+  });
+
+  it('an ACL user that may not read the keys at all: reads fail open, and MGET is not blamed', async () => {
+    const server = await startRedisServer({
+      args: ['--user', 'cache', 'on', '>secret', '~elsewhere:*', '&*', '+@all'],
+    });
+    try {
+      const warned = captureWarnings();
+      const cache = await RedisCache.create({
+        prefix: 'refused',
+        redis: { url: `redis://cache:secret@127.0.0.1:${server.port}` },
+      });
+
+      const values = await Promise.all(['a', 'b'].map((key) => cache.get(key)));
+      await cache.close();
+
+      expect(values).toEqual([undefined, undefined]);
+      expect(cache.stats.errors).toBe(2);
+      expect(warned.join('\n')).not.toContain('MGET');
     } finally {
       await server.stop();
     }
@@ -161,10 +195,12 @@ describe('RedisCache on a Redis that refuses MGET reads one key per GET instead'
         if (tries === 100) throw new Error(`the one-node cluster did not become ready:\n${info}`);
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
+      const warned = captureWarnings();
 
-      const warned = await readsThrough(server.url);
+      await readsThrough(server.url, admin);
 
-      expect(warned.join('\n')).toMatch(/CROSSSLOT.*hash slot/s);
+      expect(warned).toHaveLength(1);
+      expect(warned[0]).toMatch(/CROSSSLOT.*hash slot/s);
     } finally {
       await admin.quit();
       await server.stop();

@@ -224,7 +224,11 @@ export class CacheInterceptor implements NestInterceptor {
       land(entry); // the waiting requests replay it now, without waiting for the write
       // A write that hangs (a custom backend, a client without a command timeout) must not keep
       // this response replayed past the time a waiting request would have given up on it.
-      if (entry) await settleWithin(this.write(context, key, entry), this.cache.getOrSetTimeoutMs);
+      if (entry) {
+        await settleWithin(this.write(context, key, entry), this.cache.getOrSetTimeoutMs, {
+          unref: true,
+        });
+      }
       if (this.flights.get(key) === flight) this.flights.delete(key);
     };
     let body: CachedBody | undefined;

@@ -115,8 +115,11 @@ export class RedisCache extends BaseCache {
         return await this.client.mgetBuffer(keys);
       } catch (error) {
         if (!refusesMultiKeyReads(error)) throw error;
-        this.multiKeyReads = false;
-        this.logger.warn(messages.redisMgetRefused(this.reasonOf(error)));
+        // Several batches can be refused at once: the first one says so.
+        if (this.multiKeyReads) {
+          this.multiKeyReads = false;
+          this.logger.warn(messages.redisMgetRefused(this.reasonOf(error)));
+        }
       }
     }
     return Promise.all(keys.map((key) => this.client.getBuffer(key)));
@@ -208,8 +211,15 @@ export class RedisCache extends BaseCache {
   }
 }
 
+/**
+ * The ACL forbids the MGET command itself (not the keys: then GET fails too), or the server wants
+ * the keys of one command in one hash slot.
+ */
 function refusesMultiKeyReads(error: unknown): boolean {
-  return error instanceof Error && /^(NOPERM|CROSSSLOT)\b/.test(error.message);
+  return (
+    error instanceof Error &&
+    (/^CROSSSLOT\b/.test(error.message) || /^NOPERM\b.*'mget'/i.test(error.message))
+  );
 }
 
 /** Redis glob metacharacters in a prefix match literally, so `a*` never clears `ab:...`. */
