@@ -175,8 +175,8 @@ export function hitRatios(http: HttpSeries[], adapter: Adapter, size: BodySize) 
 
 export function evaluateTargets(results: Omit<Results, 'targets'>): Target[] {
   const targets: Target[] = [];
-  const atLeast = (name: string, measured: number, goal: number) =>
-    targets.push({ name, measured, goal, unit: 'x', met: measured >= goal });
+  const atLeast = (name: string, measured: number, goal: number, ceiling?: Target['ceiling']) =>
+    targets.push({ name, measured, goal, unit: 'x', met: measured >= goal, ceiling });
   for (const adapter of ADAPTERS) {
     const small = hitRatios(results.http, adapter, '1k');
     const large = hitRatios(results.http, adapter, '100k');
@@ -198,16 +198,16 @@ export function evaluateTargets(results: Omit<Results, 'targets'>): Target[] {
     results.store[backend][subject]?.[operation] ?? [];
   const memoryGet = store('memory', MEMORY_INCUMBENT, 'get');
   const redisGet = store('redis', REDIS_INCUMBENT, 'get');
+  // An awaited get can be no faster than an awaited Map.get, whatever it does.
   atLeast(
     'BaseCache memory get / cache-manager memory get',
     medianRatio(store('memory', 'nest-cache', 'get'), memoryGet),
     5,
+    {
+      label: 'awaited Map.get / cache-manager',
+      measured: medianRatio(store('memory', MAP_AWAITED, 'get'), memoryGet),
+    },
   );
-  // An awaited get can be no faster than an awaited Map.get, whatever it does.
-  targets.at(-1)!.ceiling = {
-    label: 'awaited Map.get / cache-manager',
-    measured: medianRatio(store('memory', MAP_AWAITED, 'get'), memoryGet),
-  };
   atLeast(
     'Redis get, 100 callers / raw ioredis',
     medianRatio(store('redis', 'nest-cache', 'get'), store('redis', REDIS_CEILING, 'get')),
@@ -217,11 +217,11 @@ export function evaluateTargets(results: Omit<Results, 'targets'>): Target[] {
     'Redis get, 100 callers / cache-manager over @keyv/redis',
     medianRatio(store('redis', 'nest-cache', 'get'), redisGet),
     3,
+    {
+      label: 'raw ioredis / cache-manager',
+      measured: medianRatio(store('redis', REDIS_CEILING, 'get'), redisGet),
+    },
   );
-  targets.at(-1)!.ceiling = {
-    label: 'raw ioredis / cache-manager',
-    measured: medianRatio(store('redis', REDIS_CEILING, 'get'), redisGet),
-  };
   for (const series of results.cold.filter((cold) => cold.library === 'nest-cache')) {
     const calls = Math.max(...series.samples.map((sample) => sample.originCalls));
     targets.push({

@@ -175,20 +175,12 @@ export abstract class BaseCache {
   async [readShared]<T = unknown>(key: string): Promise<T | undefined> {
     const full = this.keyFor(key, 'get');
     const joined = this.sharedValues.get(full);
-    if (joined) {
-      const found = this.tally(await joined);
-      return found === MISS ? undefined : (found as T);
+    let found: unknown;
+    if (joined) found = this.tally(await joined);
+    else {
+      const read = this.readBytes(full);
+      found = isPending(read) ? await this.decodeShared(full, read) : this.decode(full, read);
     }
-    const read = this.readBytes(full);
-    if (!isPending(read)) {
-      const found = this.decode(full, read);
-      return found === MISS ? undefined : (found as T);
-    }
-    // Neither the read (it fails open) nor decode (a corrupt entry is a miss) rejects.
-    const shared = read.then((bytes) => this.decode(full, bytes));
-    this.sharedValues.set(full, shared);
-    const found = await shared;
-    if (this.sharedValues.get(full) === shared) this.sharedValues.delete(full);
     return found === MISS ? undefined : (found as T);
   }
 
@@ -400,6 +392,19 @@ export abstract class BaseCache {
     this.failures.failed('get', error);
     return undefined;
   };
+
+  /** Decodes a pending read once, for every [readShared] caller that joins it meanwhile. */
+  private async decodeShared(
+    full: string,
+    read: Promise<Uint8Array | null | undefined>,
+  ): Promise<unknown> {
+    // Neither the read (it fails open) nor decode (a corrupt entry is a miss) rejects.
+    const shared = read.then((bytes) => this.decode(full, bytes));
+    this.sharedValues.set(full, shared);
+    const found = await shared;
+    if (this.sharedValues.get(full) === shared) this.sharedValues.delete(full);
+    return found;
+  }
 
   /** The caller's value, or MISS; counts the hit or miss. */
   private decode(full: string, bytes: Uint8Array | null | undefined): unknown {
