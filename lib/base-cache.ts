@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import {
   DEFAULT_GET_OR_SET_TIMEOUT,
+  DEFAULT_OPERATION_TIMEOUT,
   DEFAULT_PREFIX,
   DEFAULT_TTL,
   MAX_KEY_LENGTH,
@@ -14,9 +15,11 @@ import {
   UnserializableValueError,
 } from './errors.js';
 import { FailurePolicy } from './failure-policy.js';
+import { Flights, type Lead } from './flights.js';
 import { messages } from './messages.js';
 import { defaultSerializer, type Serializer } from './serializer.js';
-import { ttlToMs, type Ttl } from './ttl.js';
+import { withDeadline } from './settle-within.js';
+import { timeoutToMs, ttlToMs, type Ttl } from './ttl.js';
 
 /** Options every backend understands; CacheModule passes its options through. */
 export interface BaseCacheOptions {
@@ -31,11 +34,20 @@ export interface BaseCacheOptions {
    */
   ttl?: Ttl;
   /**
-   * How long getOrSet callers wait for a factory before rejecting with FactoryTimeoutError,
-   * so a hung factory cannot pin its followers forever.
+   * How long a single-flight lasts at most: getOrSet callers reject with FactoryTimeoutError when
+   * its factory has not settled by then, and requests waiting on another request's response
+   * (CacheInterceptor) run the handler themselves. From 1 ms to 24 days.
    * @default '10s'
    */
   getOrSetTimeout?: Ttl;
+  /**
+   * How long one backend call (a read, a write, a delete, clear, close) may take before it fails
+   * open: a miss, a dropped write, counted as an error. Every call settles within it whatever the
+   * backend does, and so does every caller sharing it. For Redis, keep it above
+   * `redis.commandTimeout`. From 1 ms to 24 days.
+   * @default '2s'
+   */
+  operationTimeout?: Ttl;
   /** How values become bytes. @default the built-in serializer (see README, "Values") */
   serializer?: Serializer;
 }
@@ -97,12 +109,16 @@ export abstract class BaseCache {
   readonly stats: CacheStats = { hits: 0, misses: 0, writes: 0, deletes: 0, errors: 0 };
   protected readonly logger: Logger;
   private readonly defaultTtlMs: number | null;
-  /** How long getOrSet callers wait for a factory (CacheInterceptor's waiting requests too). */
+  /** How long a single-flight lasts at most (getOrSet, CacheInterceptor's waiting requests). */
   readonly getOrSetTimeoutMs: number;
+  /** How long one backend call may take before it fails open. */
+  readonly operationTimeoutMs: number;
   /** How this cache turns values into bytes and back (CacheInterceptor snapshots values with it). */
   readonly serializer: Serializer;
   private readonly failures: FailurePolicy;
-  private readonly flights = new Map<string, Promise<Buffer | undefined>>();
+  /** Single-flights by scope; see singleFlight(). */
+  private readonly flightScopes = new Map<string, Flights<unknown>>();
+  private readonly valueFlights: Flights<Buffer>;
   /** Backend reads in flight, by full key; see readBytes(). */
   private readonly readsInFlight = new Map<string, Promise<Uint8Array | null | undefined>>();
   /** The values of backend reads in flight, decoded once for every [readShared] caller. */
@@ -115,14 +131,20 @@ export abstract class BaseCache {
       options.ttl === undefined ? DEFAULT_TTL : options.ttl,
       'CacheModule option "ttl"',
     );
-    this.getOrSetTimeoutMs =
-      ttlToMs(
-        options.getOrSetTimeout ?? DEFAULT_GET_OR_SET_TIMEOUT,
-        'CacheModule option "getOrSetTimeout"',
-      ) ?? 2 ** 31 - 1;
+    this.getOrSetTimeoutMs = timeoutToMs(
+      options.getOrSetTimeout,
+      'getOrSetTimeout',
+      DEFAULT_GET_OR_SET_TIMEOUT,
+    );
+    this.operationTimeoutMs = timeoutToMs(
+      options.operationTimeout,
+      'operationTimeout',
+      DEFAULT_OPERATION_TIMEOUT,
+    );
     this.serializer = options.serializer ?? defaultSerializer;
     this.logger = new Logger(this.constructor.name);
     this.failures = new FailurePolicy(this.constructor.name, this.logger);
+    this.valueFlights = this.singleFlight<Buffer>('getOrSet');
   }
 
   // ---- backend primitives: full keys, bytes, whole milliseconds -------------------------
@@ -133,9 +155,9 @@ export abstract class BaseCache {
    */
   protected abstract readEntry(key: string): MaybePromise<Uint8Array | null | undefined>;
   /** Stores the entry; resolves false when the backend refused it (too large, say). */
-  protected abstract writeEntry(entry: StoredEntry): Promise<boolean>;
+  protected abstract writeEntry(entry: StoredEntry): MaybePromise<boolean>;
   /** Deletes the keys; resolves how many existed. */
-  protected abstract removeEntries(keys: string[]): Promise<number>;
+  protected abstract removeEntries(keys: string[]): MaybePromise<number>;
   /** Remaining time to live in ms; null when the entry never expires; undefined when missing. */
   protected abstract entryTtl(key: string): Promise<number | null | undefined>;
   /** Deletes every key that starts with `namespace` (which ends with ':'), and nothing else. */
@@ -149,11 +171,11 @@ export abstract class BaseCache {
   }
   /** Override when the backend reads many keys in one round trip; undefined (or null) where missing. */
   protected readEntries(keys: string[]): Promise<(Uint8Array | null | undefined)[]> {
-    return Promise.all(keys.map((key) => this.readEntry(key)));
+    return Promise.all(keys.map(async (key) => this.readEntry(key)));
   }
   /** Override when the backend writes many entries in one round trip. */
   protected async writeEntries(entries: StoredEntry[]): Promise<boolean> {
-    const stored = await Promise.all(entries.map((entry) => this.writeEntry(entry)));
+    const stored = await Promise.all(entries.map(async (entry) => this.writeEntry(entry)));
     return stored.every(Boolean);
   }
 
@@ -257,16 +279,43 @@ export abstract class BaseCache {
     const found = this.decode(full, isPending(read) ? await read : read);
     if (found !== MISS) return found as T;
 
-    let flight = this.flights.get(full);
-    if (!flight) {
-      flight = this.produce(key, full, factory, ttlMs);
-      this.flights.set(full, flight);
-      const land = () => this.endFlight(full, flight!);
-      flight.then(land, land);
+    const lead = this.valueFlights.lead(full);
+    if (lead) void this.produce(key, full, factory, ttlMs, lead);
+    const landing = await (lead ?? this.valueFlights.get(full)!).landing;
+    switch (landing.kind) {
+      case 'value':
+        // Each caller decodes its own copy, so one caller mutating its value cannot change another's.
+        return this.serializer.deserialize(landing.value) as T;
+      case 'empty':
+      case 'unshareable':
+        return undefined as T;
+      case 'error':
+        throw landing.error;
+      case 'timeout':
+        throw new FactoryTimeoutError(messages.factoryTimeout(key, landing.waitedMs));
     }
-    const bytes = await this.waitFor(key, full, flight);
-    // Each caller decodes its own copy, so one caller mutating its value cannot change another's.
-    return (bytes === undefined ? undefined : this.serializer.deserialize(bytes)) as T;
+  }
+
+  /**
+   * This cache's single-flight for `scope` (created on first use): concurrent callers of one key
+   * share one run of the work, and every flight ends within getOrSetTimeout. getOrSet uses the
+   * scope 'getOrSet', CacheInterceptor 'CacheInterceptor'; use a scope of your own for yours.
+   */
+  singleFlight<V>(scope: string): Flights<V> {
+    let flights = this.flightScopes.get(scope);
+    if (!flights) this.flightScopes.set(scope, (flights = new Flights(this.getOrSetTimeoutMs)));
+    return flights as Flights<V>;
+  }
+
+  /**
+   * What this cache is waiting on right now: backend reads shared by concurrent callers, and
+   * single-flights of every scope. Both are 0 once the load stops: every wait is bounded
+   * (operationTimeout, getOrSetTimeout) and leaves nothing behind.
+   */
+  inFlight(): { reads: number; flights: number } {
+    let flights = 0;
+    for (const scope of this.flightScopes.values()) flights += scope.size;
+    return { reads: this.readsInFlight.size + this.sharedValues.size, flights };
   }
 
   /** Remaining seconds of `key`; null when it never expires; undefined when it is missing. */
@@ -284,7 +333,9 @@ export abstract class BaseCache {
     // Not through attempt(): an open circuit breaker must not skip releasing the backend.
     this.closing ??= (async () => {
       try {
-        await this.closeBackend();
+        await withDeadline(this.closeBackend(), this.operationTimeoutMs, () =>
+          messages.operationTimeout('close', this.operationTimeoutMs),
+        );
       } catch (error) {
         this.stats.errors += 1;
         this.failures.failed('close', error);
@@ -312,13 +363,18 @@ export abstract class BaseCache {
    * Runs a backend call, failing open: a backend error is counted, logged (rate-limited)
    * and replaced by `fallback`, so a cache problem never fails the caller.
    */
-  private async attempt<T>(operation: string, fallback: T, call: () => Promise<T>): Promise<T> {
+  private async attempt<T>(
+    operation: string,
+    fallback: T,
+    call: () => MaybePromise<T>,
+  ): Promise<T> {
     if (this.failures.isOpen()) {
       this.stats.errors += 1;
       return fallback;
     }
     try {
-      const result = await call();
+      const pending = call();
+      const result = isPending(pending) ? await this.bounded(operation, pending) : pending;
       this.failures.succeeded();
       return result;
     } catch (error) {
@@ -326,6 +382,13 @@ export abstract class BaseCache {
       this.failures.failed(operation, error);
       return fallback;
     }
+  }
+
+  /** The backend call's outcome, or a rejection once operationTimeout has passed without one. */
+  private bounded<T>(operation: string, pending: Promise<T>): Promise<T> {
+    return withDeadline(pending, this.operationTimeoutMs, () =>
+      messages.operationTimeout(operation, this.operationTimeoutMs),
+    );
   }
 
   /**
@@ -353,7 +416,8 @@ export abstract class BaseCache {
       this.failures.succeeded();
       return read;
     }
-    const shared: Promise<Uint8Array | null | undefined> = Promise.resolve(read).then(
+    // Bounded, so that a read the backend never answers cannot hold everyone who joins it.
+    const shared: Promise<Uint8Array | null | undefined> = this.bounded('get', read).then(
       (bytes) => {
         this.endRead(full, shared);
         return this.readSucceeded(bytes);
@@ -434,41 +498,32 @@ export abstract class BaseCache {
     return removed;
   }
 
+  /**
+   * Runs getOrSet's factory for its flight: lands the value for every caller at once, then stores
+   * it; the flight ends after the write, so a caller arriving meanwhile gets the value too.
+   */
   private async produce(
     key: string,
     full: string,
     factory: () => unknown,
     ttlMs: number | null,
-  ): Promise<Buffer | undefined> {
-    const value = await factory();
-    if (value === undefined) return undefined;
-    const bytes = this.encode(key, value);
-    this.forgetReads([full]);
-    const stored = await this.attempt('set', false, () =>
-      this.writeEntry({ key: full, bytes, ttlMs }),
-    );
-    if (stored) this.stats.writes += 1;
-    return bytes;
-  }
-
-  private waitFor(
-    key: string,
-    full: string,
-    flight: Promise<Buffer | undefined>,
-  ): Promise<Buffer | undefined> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        this.endFlight(full, flight);
-        reject(new FactoryTimeoutError(messages.factoryTimeout(key, this.getOrSetTimeoutMs)));
-      }, this.getOrSetTimeoutMs);
-      timer.unref();
-    });
-    return Promise.race([flight, timeout]).finally(() => clearTimeout(timer));
-  }
-
-  private endFlight(full: string, flight: Promise<unknown>): void {
-    if (this.flights.get(full) === flight) this.flights.delete(full);
+    lead: Lead<Buffer>,
+  ): Promise<void> {
+    try {
+      const value = await factory();
+      if (value === undefined) return; // nothing to cache: end() lands the flight empty
+      const bytes = this.encode(key, value);
+      lead.land({ kind: 'value', value: bytes });
+      this.forgetReads([full]);
+      const stored = await this.attempt('set', false, () =>
+        this.writeEntry({ key: full, bytes, ttlMs }),
+      );
+      if (stored) this.stats.writes += 1;
+    } catch (error) {
+      lead.land({ kind: 'error', error });
+    } finally {
+      lead.end();
+    }
   }
 
   private entryFor(entry: CacheEntry, operation: string): StoredEntry {

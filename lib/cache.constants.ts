@@ -12,6 +12,9 @@ export const DEFAULT_MEMORY_MAX = 10_000;
 /** How long getOrSet waits for a factory before its callers give up: 10 seconds. */
 export const DEFAULT_GET_OR_SET_TIMEOUT = '10s';
 
+/** How long one backend call may take before it fails open: 2 seconds. */
+export const DEFAULT_OPERATION_TIMEOUT = '2s';
+
 /** Keys longer than this are shortened to a prefix of them plus their SHA-256. */
 export const MAX_KEY_LENGTH = 1_024;
 

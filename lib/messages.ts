@@ -10,6 +10,9 @@ export const messages = {
   invalidTtl: (where: string, ttl: unknown, problem: string) =>
     `Invalid ${where}: ${describe(ttl)} ${problem}. ${TTL_HELP}`,
 
+  invalidTimeout: (option: string, value: unknown, problem: string) =>
+    `Invalid CacheModule option "${option}": ${describe(value)} ${problem}. A timeout is a number of SECONDS or a string with its unit ('500ms', '10s', '1m'), from 1 ms to 24 days.`,
+
   invalidKey: (key: unknown) =>
     `Invalid cache key: ${describe(key)}. A key must be a non-empty string, e.g. \`user:\${id}\`.`,
 
@@ -18,6 +21,9 @@ export const messages = {
 
   closed: (operation: string) =>
     `Cannot call ${operation}() on a closed cache. close() was called (the application shut down); create a new cache or stop using this one.`,
+
+  operationTimeout: (operation: string, ms: number) =>
+    `no answer within ${ms} ms (CacheModule option "operationTimeout"); the call was given up`,
 
   factoryTimeout: (key: string, ms: number) =>
     `getOrSet("${key}") waited ${ms} ms for its factory to settle and gave up. Make the factory settle sooner or raise the "getOrSetTimeout" option.`,
@@ -49,6 +55,9 @@ export const messages = {
 
   responseNotStored: (path: string, why: string) =>
     `The response of GET ${path} was not cached: ${why}. Later responses of this route are not reported.`,
+
+  interceptorTwice: (path: string) =>
+    `CacheInterceptor runs twice for GET ${path} (app-wide APP_INTERCEPTOR and @UseInterceptors(CacheInterceptor), say); the outer one caches and the inner one lets the request through. Register it once. Later requests of this route are not reported.`,
 
   corruptEntry: (key: string, reason: string) =>
     `Entry "${key}" could not be decoded (${reason}); it was treated as a miss and deleted.`,

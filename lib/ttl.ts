@@ -45,6 +45,30 @@ export function ttlToMs(ttl: Ttl, where = 'ttl'): number | null {
   return Math.round(ms);
 }
 
+/** The longest delay a Node timer takes (about 24.8 days); a longer one fires after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * A duration nest-cache waits with a timer (a timeout option): whole milliseconds, positive and at
+ * most MAX_TIMER_MS. `option` names it in the error, e.g. 'getOrSetTimeout'. Out of range is an
+ * error at startup, not a silent clamp: Node would turn a longer delay into 1 ms.
+ */
+export function timeoutToMs(value: Ttl | undefined, option: string, fallback: Ttl): number {
+  const where = `CacheModule option "${option}"`;
+  const ms = ttlToMs(value === undefined ? fallback : value, where);
+  if (ms === null) {
+    throw new InvalidTtlError(
+      messages.invalidTimeout(option, value, 'is null, but a wait must end: give a duration'),
+    );
+  }
+  if (ms > MAX_TIMER_MS) {
+    throw new InvalidTtlError(
+      messages.invalidTimeout(option, value, `is over ${MAX_TIMER_MS} ms (about 24.8 days), the longest timer Node runs`),
+    );
+  }
+  return ms;
+}
+
 function stringToMs(ttl: string, where: string): number {
   const match = TTL_STRING.exec(ttl.trim());
   if (!match) {

@@ -7,7 +7,12 @@ import {
   type NestInterceptor,
   StreamableFile,
 } from '@nestjs/common';
-import { INTERCEPTORS_METADATA } from '@nestjs/common/constants.js';
+import {
+  INTERCEPTORS_METADATA,
+  RESPONSE_PASSTHROUGH_METADATA,
+  ROUTE_ARGS_METADATA,
+} from '@nestjs/common/constants.js';
+import { RouteParamtypes } from '@nestjs/common/enums/route-paramtypes.enum.js';
 import { ApplicationConfig, HttpAdapterHost, Reflector } from '@nestjs/core';
 import { type Observable, of, tap } from 'rxjs';
 import { BaseCache, readShared } from '../base-cache.js';
@@ -23,8 +28,8 @@ import {
 } from '../cache.constants.js';
 import { CACHE_MODULE_OPTIONS } from '../cache.module-definition.js';
 import { CacheConfigError } from '../errors.js';
+import type { Flights, Lead } from '../flights.js';
 import { messages } from '../messages.js';
-import { settleWithin } from '../settle-within.js';
 import { ttlToMs, type Ttl } from '../ttl.js';
 import {
   type CachedBody,
@@ -47,17 +52,31 @@ export interface RoutePolicy {
   vary: string[];
   identify: IdentifyUser | undefined;
   isPublic: boolean;
+  /**
+   * The handler sends the response itself (@Res() or @Next() without passthrough): Nest would not
+   * send what a HIT returns, so the route is never cached.
+   */
+  sendsItself: boolean;
   /** How HITs are replayed; decided at the route's first cacheable request. */
   replayAs?: 'bytes' | 'value';
 }
 
 type CacheStatus = 'HIT' | 'MISS' | 'BYPASS';
-type Flight = Promise<CachedResponse | undefined>;
 
 const NO_HEADERS: [string, string | undefined][] = [];
 
-/** Responses being computed, per cache: concurrent misses of one key wait for one handler run. */
-const flightsByCache = new WeakMap<BaseCache, Map<string, Flight>>();
+/**
+ * Requests a CacheInterceptor is handling. When it is registered twice for a route (app-wide and
+ * on the controller), the inner one lets the request through: it would otherwise wait on the
+ * outer one's flight, which waits on it.
+ */
+const handling = new WeakSet<object>();
+
+/**
+ * How many flights one request waits on at most: a flight that lands nothing to share (its client
+ * left, its response may not be stored) is followed by one more, led by one of its followers.
+ */
+const MAX_FLIGHTS_FOLLOWED = 2;
 
 /**
  * Caches whole GET responses: `@UseInterceptors(CacheInterceptor)` on a controller or route, or
@@ -75,7 +94,8 @@ export class CacheInterceptor implements NestInterceptor {
   protected readonly logger = new Logger('CacheInterceptor');
   private readonly http: NonNullable<CacheModuleOptions['http']>;
   private readonly statuses: readonly number[];
-  private readonly flights: Map<string, Flight>;
+  /** Concurrent misses of one key run the handler once; shared by every interceptor of the cache. */
+  private readonly flights: Flights<CachedResponse>;
   private readonly policies = new WeakMap<object, WeakMap<object, RoutePolicy>>();
   private readonly warned = new WeakSet<RoutePolicy>();
 
@@ -88,9 +108,7 @@ export class CacheInterceptor implements NestInterceptor {
   ) {
     this.http = validHttpOptions(options.http ?? {});
     this.statuses = this.http.statuses ?? DEFAULT_CACHEABLE_STATUSES;
-    let flights = flightsByCache.get(cache);
-    if (!flights) flightsByCache.set(cache, (flights = new Map()));
-    this.flights = flights;
+    this.flights = cache.singleFlight<CachedResponse>('CacheInterceptor');
   }
 
   async intercept(context: ExecutionContext, next: CallHandler): Promise<Observable<unknown>> {
@@ -99,26 +117,42 @@ export class CacheInterceptor implements NestInterceptor {
     const request = http.getRequest();
     const response = http.getResponse();
     if (request.method !== 'GET' && request.method !== 'HEAD') return next.handle();
+    if (handling.has(request)) {
+      this.warnOnce(context, messages.interceptorTwice(pathOf(request)));
+      return next.handle();
+    }
+    handling.add(request);
 
-    const key = this.isRequestCacheable(context) ? this.keyOrBypass(context) : undefined;
+    const key =
+      !this.policyFor(context).sendsItself && this.isRequestCacheable(context)
+        ? this.keyOrBypass(context)
+        : undefined;
     if (key === undefined) {
       this.mark(response, 'BYPASS');
       return next.handle();
     }
-    if (!(this.http.trustClientNoCache && clientWantsFresh(request.headers))) {
+    const fresh = this.http.trustClientNoCache && clientWantsFresh(request.headers);
+    if (!fresh) {
       // Shared with the concurrent requests of this key: replay() only reads the entry.
       const cached = await this.cache[readShared]<CachedResponse>(key);
       if (isCachedResponse(cached)) return of(this.replay(response, cached));
-      const flight = this.flights.get(key);
-      if (flight) {
-        const led = await this.follow(flight);
-        if (led) return of(this.replay(response, led));
-      }
     }
-    this.mark(response, 'MISS');
+    // A request whose client left already cannot lead: its response would never finish.
+    if (clientGone(response)) return this.passThrough(response, next);
     // A HEAD response has no body to store; it is answered from the GET entry when there is one.
-    if (request.method === 'HEAD') return next.handle();
-    return this.lead(context, key, next);
+    const mayLead = request.method === 'GET';
+    for (let followed = 0; !fresh && followed < MAX_FLIGHTS_FOLLOWED; followed += 1) {
+      const lead = mayLead ? this.flights.lead(key) : undefined;
+      if (lead) return this.run(context, key, next, lead);
+      const flight = this.flights.get(key);
+      if (!flight) break;
+      const landing = await flight.landing;
+      if (landing.kind === 'value') return of(this.replay(response, landing.value));
+      // The leader's client left: lead the next flight, or follow it. After a response that may
+      // not be shared, or a flight that ran out of time, this request runs the handler now.
+      if (landing.kind !== 'empty') break;
+    }
+    return mayLead ? this.run(context, key, next, undefined) : this.passThrough(response, next);
   }
 
   /**
@@ -185,6 +219,7 @@ export class CacheInterceptor implements NestInterceptor {
         ],
         identify: read<IdentifyUser>(CACHE_PER_USER_METADATA),
         isPublic: read<boolean>(CACHE_PUBLIC_METADATA) === true,
+        sendsItself: sendsResponseItself(controller, handler),
       };
       byHandler.set(handler, policy);
     }
@@ -207,34 +242,43 @@ export class CacheInterceptor implements NestInterceptor {
     }
   }
 
+  /** A MISS that neither leads nor stores: the handler answers this request only. */
+  private passThrough(response: unknown, next: CallHandler): Observable<unknown> {
+    this.mark(response, 'MISS');
+    return next.handle();
+  }
+
   /**
-   * Runs the handler. Once the response is sent, hands it to the requests that waited for it and
-   * stores it if it may be; the flight ends only after the write, so a request arriving in between
-   * replays it too instead of running the handler again. (With Redis down, that write can take the
-   * command timeout: the waiting requests do not wait for it.)
+   * Runs the handler (a MISS). Once the response is sent, hands it to the requests that waited on
+   * `lead` and stores it if it may be; the flight ends only after the write, so a request arriving
+   * in between replays it too instead of running the handler again. The write is bounded by the
+   * cache's operationTimeout and the flight by getOrSetTimeout, whatever the socket or the backend
+   * does.
    */
-  private lead(context: ExecutionContext, key: string, next: CallHandler): Observable<unknown> {
+  private run(
+    context: ExecutionContext,
+    key: string,
+    next: CallHandler,
+    lead: Lead<CachedResponse> | undefined,
+  ): Observable<unknown> {
     const response = context.switchToHttp().getResponse();
+    this.mark(response, 'MISS');
     const replayAs = this.replayAs(context);
-    let land!: (entry: CachedResponse | undefined) => void;
-    const flight: Flight = new Promise((resolve) => (land = resolve));
-    this.flights.set(key, flight);
-    const settle = async (entry: CachedResponse | undefined) => {
+    const settle = async (entry: CachedResponse | undefined, sent: boolean) => {
       raw.off('finish', onFinish).off('close', onClose);
-      land(entry); // the waiting requests replay it now, without waiting for the write
-      // A write that hangs (a custom backend, a client without a command timeout) must not keep
-      // this response replayed past the time a waiting request would have given up on it.
-      if (entry) {
-        await settleWithin(this.write(context, key, entry), this.cache.getOrSetTimeoutMs, {
-          unref: true,
-        });
-      }
-      if (this.flights.get(key) === flight) this.flights.delete(key);
+      // The waiting requests replay it now, without waiting for the write.
+      if (entry) lead?.land({ kind: 'value', value: entry });
+      else lead?.land({ kind: sent ? 'unshareable' : 'empty' });
+      if (entry) await this.write(context, key, entry);
+      lead?.end();
     };
     let body: CachedBody | undefined;
     const raw = response.raw ?? response;
-    const onFinish = () => void settle(this.storable(context, response, body));
-    const onClose = () => void settle(undefined); // the client left before the response was complete
+    const onFinish = () => void settle(this.storable(context, response, body), true);
+    // The client left before the response was complete.
+    const onClose = () => void settle(undefined, false);
+    // Listeners on a response whose socket had closed already would never fire (intercept() does
+    // not lead for one); the flight's deadline covers any other way they could stay silent.
     raw.once('finish', onFinish).once('close', onClose);
     return next.handle().pipe(
       tap({
@@ -333,19 +377,6 @@ export class CacheInterceptor implements NestInterceptor {
     }
   }
 
-  private async follow(flight: Flight): Promise<CachedResponse | undefined> {
-    let timer: NodeJS.Timeout | undefined;
-    const gaveUp = new Promise<undefined>((resolve) => {
-      timer = setTimeout(resolve, this.cache.getOrSetTimeoutMs, undefined);
-      timer.unref();
-    });
-    try {
-      return await Promise.race([flight, gaveUp]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
   private replay(response: unknown, entry: CachedResponse): unknown {
     const adapter = this.adapterHost.httpAdapter;
     adapter.status(response, entry.status);
@@ -384,6 +415,26 @@ function isCachedResponse(value: unknown): value is CachedResponse {
     typeof entry.body === 'object' &&
     entry.body !== null &&
     ('text' in entry.body || 'value' in entry.body)
+  );
+}
+
+/** Whether the client is gone already: its response can no longer be sent (nor finish). */
+function clientGone(response: { raw?: unknown }): boolean {
+  const raw = (response.raw ?? response) as { destroyed?: boolean; closed?: boolean };
+  return raw.destroyed === true || raw.closed === true;
+}
+
+/** Whether the handler takes @Res() or @Next() without passthrough, as Nest decides it. */
+function sendsResponseItself(controller: object, handler: { name: string }): boolean {
+  const args: Record<string, unknown> =
+    Reflect.getMetadata(ROUTE_ARGS_METADATA, controller, handler.name) ?? {};
+  const takesResponse = Object.keys(args).some((key) => {
+    const type = Number(key.split(':')[0]);
+    return type === RouteParamtypes.RESPONSE || type === RouteParamtypes.NEXT;
+  });
+  return (
+    takesResponse &&
+    Reflect.getMetadata(RESPONSE_PASSTHROUGH_METADATA, controller, handler.name) !== true
   );
 }
 

@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { BaseCache, type BaseCacheOptions, type StoredEntry } from '../base-cache.js';
+import { BaseCache, type BaseCacheOptions, type MaybePromise, type StoredEntry } from '../base-cache.js';
 import { DEFAULT_MEMORY_MAX } from '../cache.constants.js';
 import { CacheConfigError } from '../errors.js';
 import { messages } from '../messages.js';
@@ -51,7 +51,8 @@ export class MemoryCache extends BaseCache {
     return this.lru.get(key);
   }
 
-  protected async writeEntry({ key, bytes, ttlMs }: StoredEntry): Promise<boolean> {
+  // Synchronous too: a call that answers at once needs no deadline (see BaseCache.attempt).
+  protected writeEntry({ key, bytes, ttlMs }: StoredEntry): MaybePromise<boolean> {
     if (entrySize(key, bytes) > this.maxEntryBytes) {
       // The new value cannot be kept; the old one must not be served in its place.
       this.lru.delete(key);
@@ -61,7 +62,7 @@ export class MemoryCache extends BaseCache {
     return true;
   }
 
-  protected async removeEntries(keys: string[]): Promise<number> {
+  protected removeEntries(keys: string[]): MaybePromise<number> {
     let removed = 0;
     for (const key of keys) if (this.lru.delete(key)) removed += 1;
     return removed;

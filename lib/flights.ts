@@ -1,0 +1,93 @@
+/**
+ * How a flight ended, as every caller that waited on it sees it:
+ * - `value`: the leader's result;
+ * - `error`: the leader's work failed (getOrSet hands its factory's error to every waiter);
+ * - `empty`: the leader produced nothing (getOrSet's factory returned undefined; the client of
+ *   CacheInterceptor's leader left before its response was sent): a waiter may lead another run;
+ * - `unshareable`: the leader's result was its own (a response that may not be stored, such as
+ *   one that sets a cookie or failed): every waiter runs the work itself;
+ * - `timeout`: the flight ran out of time before the leader landed it.
+ */
+export type Landing<V> =
+  | { kind: 'value'; value: V }
+  | { kind: 'error'; error: unknown }
+  | { kind: 'empty' }
+  | { kind: 'unshareable' }
+  | { kind: 'timeout'; waitedMs: number };
+
+/** A flight in progress: what a follower waits on. */
+export interface Flight<V> {
+  /** Settles (never rejects) when the leader lands the flight, or at its deadline at the latest. */
+  readonly landing: Promise<Landing<V>>;
+}
+
+/** The leader's handle on its flight. */
+export interface Lead<V> extends Flight<V> {
+  /** Hands the outcome to everyone waiting, now. Later calls, and calls after the deadline, do nothing. */
+  land(landing: Landing<V>): void;
+  /**
+   * Ends the flight: the next caller of the key starts a new one. The flight stays joinable between
+   * land() and end() (while its value is being written, say), and ends by itself at its deadline.
+   */
+  end(): void;
+}
+
+const EMPTY: Landing<never> = { kind: 'empty' };
+
+/**
+ * Single-flight: concurrent callers of one key share one run of the work. The one mechanism
+ * behind getOrSet and CacheInterceptor.
+ *
+ * Bounded by construction: every flight has a deadline (`boundMs` after it started), at which it
+ * lands `timeout` if it has not landed yet and leaves the map, whatever the leader does or fails
+ * to do (a hung factory, a socket that closed without telling anyone). So no caller waits longer
+ * than the bound, no state outlives it, and one timer per flight serves all its followers.
+ */
+export class Flights<V> {
+  private readonly inFlight = new Map<string, Lead<V>>();
+
+  constructor(readonly boundMs: number) {}
+
+  /** How many flights are in progress (0 once the load stops and the bound has passed). */
+  get size(): number {
+    return this.inFlight.size;
+  }
+
+  /** The flight of `key` in progress, to follow; undefined when there is none. */
+  get(key: string): Flight<V> | undefined {
+    return this.inFlight.size === 0 ? undefined : this.inFlight.get(key);
+  }
+
+  /** Starts a flight of `key`, led by the caller; undefined when one is in progress already. */
+  lead(key: string): Lead<V> | undefined {
+    if (this.inFlight.has(key)) return undefined;
+    const started = Date.now();
+    let settle!: (landing: Landing<V>) => void;
+    let landed = false;
+    let ended = false;
+    const landing = new Promise<Landing<V>>((resolve) => (settle = resolve));
+    const lead: Lead<V> = {
+      landing,
+      land: (outcome) => {
+        if (landed) return;
+        landed = true;
+        settle(outcome);
+      },
+      end: () => {
+        if (ended) return;
+        ended = true;
+        clearTimeout(deadline);
+        lead.land(EMPTY); // a flight ended without landing has nothing to share
+        if (this.inFlight.get(key) === lead) this.inFlight.delete(key);
+      },
+    };
+    const deadline = setTimeout(() => {
+      lead.land({ kind: 'timeout', waitedMs: Date.now() - started });
+      lead.end();
+    }, this.boundMs);
+    // A flight never keeps the process alive: at shutdown nobody waits for it any more.
+    deadline.unref();
+    this.inFlight.set(key, lead);
+    return lead;
+  }
+}
