@@ -65,6 +65,9 @@ export const messages = {
   redisUnreachable: (target: string, reason: string) =>
     `RedisCache cannot use Redis at ${target} (${reason}); it keeps reconnecting by itself and fails open meanwhile: reads are misses, writes are dropped. Check that Redis is up and that CacheModule option "redis" points to it.`,
 
+  commandTimeoutOverOperationTimeout: (commandMs: number, operationMs: number) =>
+    `Invalid CacheModule option "redis.commandTimeout": ${commandMs} ms is not below "operationTimeout" (${operationMs} ms), so the cache would give up on commands the client still waits for. Lower redis.commandTimeout (default 500) or raise operationTimeout (default '2s').`,
+
   redisMgetRefused: (reason: string) =>
     `RedisCache reads one key per command from now on: Redis refused MGET (${reason}). Concurrent reads then cost a command each; allow MGET for the cache's user (ACL +mget), or keep the keys of one cache in one hash slot (a {hash tag} in "prefix") if your Redis wants multi-key commands in one slot.`,
   redisClientUnbounded: () =>

@@ -26,7 +26,11 @@ export function noop(): void {}
  * `promise`, or a rejection with `message()` once `ms` has passed without it settling; leaves no
  * timer behind. The work itself is not stopped: only the wait for it ends.
  */
-export function withDeadline<T>(promise: Promise<T>, ms: number, message: () => string): Promise<T> {
+export function withDeadline<T>(
+  promise: Promise<T>,
+  ms: number,
+  message: () => string,
+): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(message())), ms);
     promise.then(

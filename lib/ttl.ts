@@ -63,7 +63,11 @@ export function timeoutToMs(value: Ttl | undefined, option: string, fallback: Tt
   }
   if (ms > MAX_TIMER_MS) {
     throw new InvalidTtlError(
-      messages.invalidTimeout(option, value, `is over ${MAX_TIMER_MS} ms (about 24.8 days), the longest timer Node runs`),
+      messages.invalidTimeout(
+        option,
+        value,
+        `is over ${MAX_TIMER_MS} ms (about 24.8 days), the longest timer Node runs`,
+      ),
     );
   }
   return ms;

@@ -137,11 +137,12 @@ export class CacheInterceptor implements NestInterceptor {
       const cached = await this.cache[readShared]<CachedResponse>(key);
       if (isCachedResponse(cached)) return of(this.replay(response, cached));
     }
-    // A request whose client left already cannot lead: its response would never finish.
-    if (clientGone(response)) return this.passThrough(response, next);
     // A HEAD response has no body to store; it is answered from the GET entry when there is one.
     const mayLead = request.method === 'GET';
     for (let followed = 0; !fresh && followed < MAX_FLIGHTS_FOLLOWED; followed += 1) {
+      // A request whose client left (while it read, or followed) cannot lead: its response would
+      // never finish, and the requests following it would wait for nothing.
+      if (clientGone(response)) return this.passThrough(response, next);
       const lead = mayLead ? this.flights.lead(key) : undefined;
       if (lead) return this.run(context, key, next, lead);
       const flight = this.flights.get(key);
@@ -152,7 +153,9 @@ export class CacheInterceptor implements NestInterceptor {
       // not be shared, or a flight that ran out of time, this request runs the handler now.
       if (landing.kind !== 'empty') break;
     }
-    return mayLead ? this.run(context, key, next, undefined) : this.passThrough(response, next);
+    return mayLead && !clientGone(response)
+      ? this.run(context, key, next, undefined)
+      : this.passThrough(response, next);
   }
 
   /**

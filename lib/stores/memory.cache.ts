@@ -1,5 +1,10 @@
 import { LRUCache } from 'lru-cache';
-import { BaseCache, type BaseCacheOptions, type MaybePromise, type StoredEntry } from '../base-cache.js';
+import {
+  BaseCache,
+  type BaseCacheOptions,
+  type MaybePromise,
+  type StoredEntry,
+} from '../base-cache.js';
 import { DEFAULT_MEMORY_MAX } from '../cache.constants.js';
 import { CacheConfigError } from '../errors.js';
 import { messages } from '../messages.js';

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { BaseCache, type BaseCacheOptions, type StoredEntry } from '../base-cache.js';
+import { CacheConfigError } from '../errors.js';
 import { messages } from '../messages.js';
 import { noop, settleWithin } from '../settle-within.js';
 import { ReadBatch } from './read-batch.js';
@@ -58,6 +59,13 @@ export class RedisCache extends BaseCache {
 
   protected constructor(options: BaseCacheOptions, connection: RedisConnection) {
     super(options);
+    const { commandTimeoutMs } = connection;
+    if (commandTimeoutMs !== undefined && commandTimeoutMs >= this.operationTimeoutMs) {
+      // The cache would give up on commands the client still waits for: refuse the mismatch.
+      throw new CacheConfigError(
+        messages.commandTimeoutOverOperationTimeout(commandTimeoutMs, this.operationTimeoutMs),
+      );
+    }
     this.connection = connection;
     // Opened only now that the cache options are valid, so a bad option never leaks a connection.
     this.client = connection.open();

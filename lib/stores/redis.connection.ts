@@ -1,6 +1,7 @@
 import type { Redis, RedisOptions } from 'ioredis';
 import { CacheConfigError } from '../errors.js';
 import { describe, messages } from '../messages.js';
+import { MAX_TIMER_MS } from '../ttl.js';
 
 /** Bounds on waiting for Redis; RedisCache applies them to the client it creates. */
 export interface RedisTuning {
@@ -54,6 +55,8 @@ export interface RedisConnection {
   target: string;
   /** Secrets to scrub from any reason that reaches a log. */
   secrets: string[];
+  /** The client's command timeout in ms, when it has one. */
+  commandTimeoutMs: number | undefined;
 }
 
 const DEFAULT_URL = 'redis://127.0.0.1:6379';
@@ -115,6 +118,7 @@ export async function planConnection(
       owned: true,
       target: `${parsed.hostname}:${parsed.port || 6379}`,
       secrets: parsed.password ? [decodeURIComponent(parsed.password)] : [],
+      commandTimeoutMs: tuning.commandTimeout,
     };
   }
 
@@ -136,6 +140,7 @@ export async function planConnection(
     secrets: [connection.password, connection.sentinelPassword].filter((s): s is string =>
       Boolean(s),
     ),
+    commandTimeoutMs: tuning.commandTimeout,
   };
 }
 
@@ -221,6 +226,7 @@ function adopt(client: unknown): RedisConnection {
     owned: false,
     target: targetOf(options),
     secrets: [options.password, options.sentinelPassword].filter((s): s is string => Boolean(s)),
+    commandTimeoutMs: options.commandTimeout,
   };
 }
 
@@ -257,12 +263,17 @@ function validUrl(url: unknown): string {
 
 function milliseconds(option: keyof RedisTuning, value: unknown, fallback: number): number {
   if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+  if (
+    typeof value !== 'number' ||
+    !Number.isSafeInteger(value) ||
+    value <= 0 ||
+    value > MAX_TIMER_MS
+  ) {
     throw new CacheConfigError(
       messages.invalidOption(
         `redis.${option}`,
         value,
-        `Use a positive whole number of milliseconds (default ${fallback}).`,
+        `Use a positive whole number of milliseconds, at most ${MAX_TIMER_MS} (default ${fallback}).`,
       ),
     );
   }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { NoopCache } from '../../lib/index.js';
 import { ADAPTERS, useApps } from './support/app.js';
-import { ItemsController, PlainController } from './support/controllers.js';
+import { ItemsController, PlainController, SLOW_HANDLER_MS } from './support/controllers.js';
 import { json } from './support/http.js';
 
 // Where CacheInterceptor applies: the controllers that use it, or every route when it is app-wide;
@@ -37,6 +37,23 @@ describe.each(ADAPTERS)('on $name', (adapter) => {
     expect(hit.cache).toBe('HIT');
     expect(json(hit)).toEqual({ run: 1 });
     expect(calls.of('plain')).toBe(1);
+  });
+
+  it('registered twice (APP_INTERCEPTOR and @UseInterceptors on the controller): a MISS takes one handler run, not a getOrSetTimeout, and the next request is a HIT', async () => {
+    const { send, calls } = await start({
+      adapter,
+      controllers: [ItemsController],
+      appWide: true,
+    });
+
+    const miss = await send('/items/slow');
+    const hit = await send('/items/slow');
+
+    expect(miss.cache).toBe('MISS');
+    expect(miss.ms).toBeLessThan(SLOW_HANDLER_MS + 1_000);
+    expect(hit.cache).toBe('HIT');
+    expect(json(hit)).toEqual({ run: 1 });
+    expect(calls.of('slow')).toBe(1);
   });
 
   it('enabled: false: requests pass through (no X-Cache header, the handler runs every time) and BaseCache always misses', async () => {

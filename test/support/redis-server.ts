@@ -7,8 +7,13 @@ import { afterAll, beforeAll } from 'vitest';
 export interface RedisServerHandle {
   readonly url: string;
   readonly port: number;
-  /** SIGKILL: the server dies without closing its sockets politely. Resolves once it has exited. */
-  kill(): Promise<void>;
+  /**
+   * SIGKILL (the default): the server dies without closing its sockets politely; SIGTERM: it shuts
+   * down as on `redis-cli shutdown`, closing its connections. Resolves once it has exited.
+   */
+  kill(signal?: 'SIGKILL' | 'SIGTERM'): Promise<void>;
+  /** CLIENT KILL TYPE normal: the server closes every client connection, and keeps running. */
+  killClients(): Promise<void>;
   /** SIGSTOP: the server stops answering but its sockets stay open (no FIN). */
   freeze(): void;
   /** SIGCONT after freeze(). */
@@ -72,9 +77,12 @@ export async function startRedisServer(
   const handle: RedisServerHandle = {
     url: `redis://127.0.0.1:${port}`,
     port,
-    async kill() {
-      if (current) await killProcess(current);
+    async kill(signal = 'SIGKILL') {
+      if (current) await killProcess(current, signal);
       current = undefined;
+    },
+    async killClients() {
+      await command(port, 'CLIENT KILL TYPE normal SKIPME yes');
     },
     freeze() {
       current?.kill('SIGSTOP');
@@ -232,10 +240,35 @@ function ping(port: number): Promise<boolean> {
   });
 }
 
-async function killProcess(child: ChildProcess): Promise<void> {
+/** Sends one inline command and resolves once its reply line has arrived. */
+function command(port: number, line: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ port, host: '127.0.0.1' });
+    let reply = '';
+    socket.setTimeout(2_000, () => {
+      socket.destroy();
+      reject(new Error(`redis-server on port ${port} did not answer "${line}" within 2 s`));
+    });
+    socket.once('error', reject);
+    socket.once('connect', () => socket.write(`${line}\r\n`));
+    socket.on('data', (chunk) => {
+      reply += chunk.toString();
+      if (!reply.includes('\r\n')) return;
+      socket.destroy();
+      if (reply.startsWith('-'))
+        reject(new Error(`redis-server refused "${line}": ${reply.trim()}`));
+      else resolve(reply.trim());
+    });
+  });
+}
+
+async function killProcess(
+  child: ChildProcess,
+  signal: 'SIGKILL' | 'SIGTERM' = 'SIGKILL',
+): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGKILL');
+  child.kill(signal);
   await exited;
   running.delete(child);
 }

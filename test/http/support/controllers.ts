@@ -186,6 +186,14 @@ export class UnstorableController {
     this.adapterHost.httpAdapter.reply(response, { run: this.calls.ran('raw') }, 200);
   }
 
+  /** Sends the response itself and also returns it (a body that would pass any size check). */
+  @Get('raw-and-returned')
+  rawAndReturned(@Res() response: unknown) {
+    const body = { run: this.calls.ran('raw-and-returned') };
+    this.adapterHost.httpAdapter.reply(response, body, 200);
+    return body;
+  }
+
   /** Sets a cookie, slowly: the leader of a burst whose response may not be shared. */
   @Get('slow-cookie')
   async slowCookie(@Res({ passthrough: true }) response: unknown) {

@@ -1,0 +1,276 @@
+import { Redis } from 'ioredis';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import {
+  BaseCache,
+  type BaseCacheOptions,
+  CacheConfigError,
+  FactoryTimeoutError,
+  InvalidTtlError,
+  MemoryCache,
+  RedisCache,
+} from '../lib/index.js';
+import { pollUntil } from './http/support/http.js';
+import { usePrivateRedis } from './support/redis-server.js';
+
+// Every wait inside nest-cache settles within a bound derived from the options, whatever the
+// backend does: answer, reject, or never answer. Time is driven by a fake clock.
+const OPERATION_TIMEOUT_MS = 1_000;
+const GET_OR_SET_TIMEOUT_MS = 3_000;
+
+/** A backend that never answers: every primitive returns a promise that never settles. */
+class SilentCache extends BaseCache {
+  readonly calls: string[] = [];
+  private never(call: string): Promise<never> {
+    this.calls.push(call);
+    return new Promise<never>(() => {});
+  }
+  protected readEntry() {
+    return this.never('read');
+  }
+  protected writeEntry() {
+    return this.never('write');
+  }
+  protected removeEntries() {
+    return this.never('remove');
+  }
+  protected entryTtl() {
+    return this.never('ttl');
+  }
+  protected clearNamespace() {
+    return this.never('clear');
+  }
+  protected closeBackend() {
+    return this.never('close');
+  }
+}
+
+const silent = (options: BaseCacheOptions = {}) =>
+  new SilentCache({
+    operationTimeout: `${OPERATION_TIMEOUT_MS}ms`,
+    getOrSetTimeout: `${GET_OR_SET_TIMEOUT_MS}ms`,
+    ...options,
+  });
+
+/** Tells whether `promise` has settled (read it after the fake clock advanced). */
+function track(promise: Promise<unknown>): { settled: boolean } {
+  const state = { settled: false };
+  const done = () => {
+    state.settled = true;
+  };
+  promise.then(done, done);
+  return state;
+}
+
+describe('a backend that never answers', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it('50 concurrent gets of one key share one read, and all resolve undefined at operationTimeout; the next get reads afresh', async () => {
+    const cache = silent();
+    const gets = Array.from({ length: 50 }, () => cache.get('k'));
+    const first = track(gets[0]!);
+
+    await vi.advanceTimersByTimeAsync(OPERATION_TIMEOUT_MS - 1);
+    expect(first.settled).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+
+    expect(await Promise.all(gets)).toEqual(Array(50).fill(undefined));
+    expect(cache.calls).toEqual(['read']);
+    expect(cache.stats.errors).toBe(1);
+    expect(cache.inFlight()).toEqual({ reads: 0, flights: 0 });
+    void cache.get('k');
+    expect(cache.calls).toEqual(['read', 'read']);
+  });
+
+  it('every operation resolves with its fail-open result at operationTimeout', async () => {
+    const cache = silent();
+    const calls = {
+      set: cache.set('k', 1),
+      delete: cache.delete('k'),
+      has: cache.has('k'),
+      ttl: cache.ttl('k'),
+      clear: cache.clear(),
+      getMany: cache.getMany(['a', 'b']),
+      setMany: cache.setMany([{ key: 'a', value: 1 }]),
+      deleteMany: cache.deleteMany(['a', 'b']),
+    };
+
+    await vi.advanceTimersByTimeAsync(OPERATION_TIMEOUT_MS);
+
+    expect(await calls.set).toBe(false);
+    expect(await calls.delete).toBe(false);
+    expect(await calls.has).toBe(false);
+    expect(await calls.ttl).toBeUndefined();
+    expect(await calls.clear).toBeUndefined();
+    expect(await calls.getMany).toEqual([undefined, undefined]);
+    expect(await calls.setMany).toBe(false);
+    expect(await calls.deleteMany).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('close() resolves at operationTimeout', async () => {
+    const cache = silent();
+    const closing = track(cache.close());
+
+    await vi.advanceTimersByTimeAsync(OPERATION_TIMEOUT_MS - 1);
+    expect(closing.settled).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+
+    expect(closing.settled).toBe(true);
+    expect(cache.isClosed).toBe(true);
+  });
+
+  it('getOrSet: the read fails open at operationTimeout, then the factory runs and its value is returned', async () => {
+    const cache = silent();
+    const value = cache.getOrSet('k', () => 'fresh');
+
+    await vi.advanceTimersByTimeAsync(OPERATION_TIMEOUT_MS);
+
+    expect(await value).toBe('fresh');
+  });
+});
+
+describe('a factory that never settles', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it('20 concurrent getOrSet calls run it once and all reject with FactoryTimeoutError at getOrSetTimeout; the next call runs the factory again', async () => {
+    const cache = new MemoryCache({ getOrSetTimeout: `${GET_OR_SET_TIMEOUT_MS}ms` });
+    let runs = 0;
+    const factory = () => {
+      runs += 1;
+      return new Promise<never>(() => {});
+    };
+    const calls = Array.from({ length: 20 }, () => cache.getOrSet('k', factory));
+    const outcomes = Promise.allSettled(calls);
+
+    await vi.advanceTimersByTimeAsync(GET_OR_SET_TIMEOUT_MS);
+
+    const results = await outcomes;
+    expect(runs).toBe(1);
+    for (const result of results) {
+      expect(result.status).toBe('rejected');
+      expect((result as PromiseRejectedResult).reason).toBeInstanceOf(FactoryTimeoutError);
+    }
+    expect(cache.inFlight()).toEqual({ reads: 0, flights: 0 });
+    void cache.getOrSet('k', factory).catch(() => {});
+    expect(runs).toBe(2);
+  });
+});
+
+describe('timeouts out of the range of a timer', () => {
+  it.each([['25d'], ['30d'], [2 ** 31 / 1_000]])(
+    'getOrSetTimeout %s is refused at construction, naming the option (Node would fire it after 1 ms)',
+    (value) => {
+      expect(() => new MemoryCache({ getOrSetTimeout: value as never })).toThrow(InvalidTtlError);
+      expect(() => new MemoryCache({ getOrSetTimeout: value as never })).toThrow(
+        /getOrSetTimeout.*24\.8 days/,
+      );
+    },
+  );
+
+  it('getOrSetTimeout 24d is accepted, and a getOrSet under it waits for its factory', async () => {
+    const cache = new MemoryCache({ getOrSetTimeout: '24d' });
+    const value = await cache.getOrSet('k', async () => {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      return 'v';
+    });
+
+    expect(value).toBe('v');
+  });
+
+  it.each([['getOrSetTimeout'], ['operationTimeout']])(
+    '%s: null is refused (a wait must end)',
+    (option) => {
+      expect(() => new MemoryCache({ [option]: null })).toThrow(new RegExp(`${option}.*must end`));
+    },
+  );
+
+  it('operationTimeout 25d is refused, naming the option', () => {
+    expect(() => new MemoryCache({ operationTimeout: '25d' })).toThrow(/operationTimeout/);
+  });
+});
+
+describe('Redis timeouts', () => {
+  it('redis.commandTimeout at or above operationTimeout is refused at startup, naming both options', async () => {
+    await expect(
+      RedisCache.create({ operationTimeout: '500ms', redis: { commandTimeout: 500 } }),
+    ).rejects.toThrow(/redis\.commandTimeout.*operationTimeout/);
+    await expect(
+      RedisCache.create({ operationTimeout: '500ms', redis: { commandTimeout: 500 } }),
+    ).rejects.toBeInstanceOf(CacheConfigError);
+  });
+
+  it.each([['commandTimeout'], ['connectTimeout']])(
+    'redis.%s over 2^31-1 ms is refused at startup, naming the option',
+    async (option) => {
+      await expect(RedisCache.create({ redis: { [option]: 2 ** 31 } })).rejects.toThrow(
+        new RegExp(`redis\\.${option}.*at most 2147483647`),
+      );
+    },
+  );
+});
+
+describe('a Redis client of your own without bounds (offline queue, no command timeout)', () => {
+  const redis = usePrivateRedis();
+
+  const adopt = async () => {
+    const client = new Redis(redis.server.url, { lazyConnect: false });
+    client.on('error', () => {});
+    const cache = await RedisCache.create({
+      prefix: `unbounded-${Date.now()}`,
+      operationTimeout: '300ms',
+      redis: { client },
+    });
+    return { client, cache };
+  };
+
+  it('Redis frozen: get, set and getOrSet still settle within operationTimeout', async () => {
+    const { client, cache } = await adopt();
+    await cache.set('k', 'v');
+    redis.server.freeze();
+    try {
+      const started = performance.now();
+      const [got, stored, computed] = await Promise.all([
+        cache.get('k'),
+        cache.set('k', 'w'),
+        cache.getOrSet('other', () => 'fresh'),
+      ]);
+      const ms = performance.now() - started;
+
+      expect(got).toBeUndefined();
+      expect(stored).toBe(false);
+      expect(computed).toBe('fresh');
+      expect(ms).toBeLessThan(2 * 300 + 200);
+      // getOrSet's flight ends once its write gave up too.
+      await pollUntil(
+        'nothing in flight',
+        async () => cache.inFlight().flights === 0 && cache.inFlight().reads === 0,
+        300 + 200,
+      );
+    } finally {
+      redis.server.resume();
+      await cache.close();
+      client.disconnect();
+    }
+  });
+
+  it('Redis killed: calls queued offline settle within operationTimeout; when Redis returns and the queue answers late, nothing breaks', async () => {
+    const { client, cache } = await adopt();
+    await redis.server.kill();
+    try {
+      const started = performance.now();
+      const got = await cache.get('k');
+      expect(got).toBeUndefined();
+      expect(performance.now() - started).toBeLessThan(300 + 200);
+    } finally {
+      await redis.server.restart();
+    }
+    // The offline queue is flushed on reconnect: its late answers reach nobody.
+    await pollUntil('the client reconnected', async () => client.status === 'ready', 5_000);
+    await cache.set('k', 'after');
+    expect(await cache.get('k')).toBe('after');
+    await cache.close();
+    client.disconnect();
+  });
+});

@@ -1,0 +1,137 @@
+import { expect } from 'vitest';
+import type { CacheModuleOptions } from '../../../lib/index.js';
+import type { RedisServerHandle } from '../../support/redis-server.js';
+import { type LoadSample, runLoad, summarize, type LoadSummary } from '../../support/load.js';
+import { pollUntil } from './http.js';
+import type { TestApp } from './app.js';
+
+/** The Redis backend as fault tests run it: short bounds, so a run takes seconds. */
+export function faultTestCache(redis: RedisServerHandle): CacheModuleOptions {
+  return {
+    backend: 'redis',
+    redis: { url: redis.url, commandTimeout: 200 },
+    operationTimeout: '1s',
+    getOrSetTimeout: '2s',
+  };
+}
+
+/**
+ * The longest a request may take while Redis is out, from the options above: its read gives up
+ * after operationTimeout (1 s), it follows at most two flights of getOrSetTimeout (2 s each), and
+ * the handler answers at once; 1 s more for an event loop that also runs the load generator.
+ */
+export const REQUEST_BOUND_MS = 1_000 + 2 * 2_000 + 1_000;
+
+/** How soon after Redis answers again responses are HITs once more (reconnect backoff is at most 2 s). */
+export const HITS_RESUME_WITHIN_MS = 5_000;
+
+/** Connections of the load, like `wrk -c50`; half on one hot URL, half on many URLs. */
+export const CONNECTIONS = 50;
+export const HOT_PATH = '/items/7';
+const pathOf = (index: number) => (index % 2 === 0 ? HOT_PATH : `/items/${100 + (index % 400)}`);
+
+/** A fault: what starts it and what ends it (Redis answers PING again once end() resolved). */
+export interface Fault {
+  name: string;
+  begin(redis: RedisServerHandle): Promise<void> | void;
+  end(redis: RedisServerHandle): Promise<void> | void;
+}
+
+let repeating: NodeJS.Timeout | undefined;
+
+export const FAULTS: Fault[] = [
+  {
+    name: 'killed (SIGKILL), then restarted',
+    begin: (redis) => redis.kill('SIGKILL'),
+    end: (redis) => redis.restart(),
+  },
+  {
+    name: 'stopped (SIGTERM), then restarted',
+    begin: (redis) => redis.kill('SIGTERM'),
+    end: (redis) => redis.restart(),
+  },
+  {
+    name: 'frozen (SIGSTOP), then resumed (SIGCONT)',
+    begin: (redis) => redis.freeze(),
+    end: (redis) => redis.resume(),
+  },
+  {
+    name: 'closing every client connection (CLIENT KILL) every 100 ms',
+    begin: (redis) => {
+      repeating = setInterval(() => void redis.killClients().catch(() => {}), 100);
+    },
+    end: () => clearInterval(repeating),
+  },
+];
+
+export interface FaultRun {
+  samples: LoadSample[];
+  summary: LoadSummary;
+  /** The requests sent while Redis was out. */
+  duringFault: LoadSummary;
+  /** ms from the end of the fault (Redis answering again) to the first HIT of the hot URL sent after it. */
+  hitsAfterMs: number;
+}
+
+/**
+ * Runs the load of CONNECTIONS connections for `durationMs` while `schedule` breaks and mends
+ * Redis; resolves once every request has ended. `schedule` gets the time since the load started
+ * and resolves when Redis is good again for the rest of the run; it returns when (ms since the
+ * start) the first fault began and the last one ended.
+ */
+export async function underLoad(
+  app: TestApp,
+  durationMs: number,
+  schedule: (sinceStart: () => number) => Promise<{ faultAt: number; backAt: number }>,
+): Promise<FaultRun> {
+  const started = performance.now();
+  const load = runLoad({
+    url: app.url,
+    path: pathOf,
+    connections: CONNECTIONS,
+    durationMs,
+    // Far above the bound: a request still unanswered then is a hang.
+    giveUpAfterMs: 3 * REQUEST_BOUND_MS,
+  });
+  const { faultAt, backAt } = await schedule(() => performance.now() - started);
+  const samples = await load;
+  const firstHit = samples
+    .filter((sample) => sample.path === HOT_PATH && sample.at >= backAt && sample.cache === 'HIT')
+    .reduce((first, sample) => Math.min(first, sample.at), Infinity);
+  return {
+    samples,
+    summary: summarize(samples),
+    duringFault: summarize(samples.filter((sample) => sample.at >= faultAt && sample.at < backAt)),
+    hitsAfterMs: Math.round(firstHit - backAt),
+  };
+}
+
+/** One line of figures per run, for the log (and the notes of whoever changes this code). */
+export function report(what: string, run: FaultRun): void {
+  const { summary, duringFault } = run;
+  console.log(
+    `${what}: ${summary.ok}/${summary.requests} answered, max ${summary.maxMs} ms; ` +
+      `during the fault ${duringFault.requests} requests, p99 ${duringFault.p99Ms} ms, ` +
+      `max ${duringFault.maxMs} ms; HITs ${run.hitsAfterMs} ms after Redis was back`,
+  );
+}
+
+/** What every fault run must show: every request answered in time, HITs back, nothing in flight. */
+export async function expectRecovered(app: TestApp, run: FaultRun): Promise<void> {
+  const { summary } = run;
+  expect(summary.unanswered, 'requests left without an answer').toBe(0);
+  expect(summary.ok, 'requests answered 200').toBe(summary.requests);
+  expect(summary.maxMs, 'the slowest request (ms)').toBeLessThanOrEqual(REQUEST_BOUND_MS);
+  expect(run.hitsAfterMs, 'ms until the hot URL is a HIT again').toBeLessThanOrEqual(
+    HITS_RESUME_WITHIN_MS,
+  );
+  // Shared reads and flights end within their bounds once the load stops.
+  await pollUntil(
+    'nothing left in flight',
+    async () => {
+      const { reads, flights } = app.cache.inFlight();
+      return reads === 0 && flights === 0;
+    },
+    REQUEST_BOUND_MS,
+  );
+}
