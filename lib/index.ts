@@ -11,8 +11,10 @@ export {
   type BaseCacheOptions,
   type CacheEntry,
   type CacheStats,
+  type MaybePromise,
   type StoredEntry,
 } from './base-cache.js';
+export type { Flight, Flights, Landing, Lead } from './flights.js';
 export { MemoryCache, type MemoryCacheOptions } from './stores/memory.cache.js';
 export { RedisCache, type RedisCacheOptions } from './stores/redis.cache.js';
 export type { Ttl, TtlUnit } from './ttl.js';
