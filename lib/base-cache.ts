@@ -6,25 +6,34 @@ import {
   DEFAULT_PREFIX,
   DEFAULT_TTL,
   MAX_KEY_LENGTH,
+  MIN_CLOSE_WAIT_MS,
 } from './cache.constants.js';
 import {
   CacheClosedError,
   CacheConfigError,
   FactoryTimeoutError,
   InvalidKeyError,
+  OperationTimeoutError,
   UnserializableValueError,
 } from './errors.js';
+import { Deadlines } from './deadlines.js';
 import { FailurePolicy } from './failure-policy.js';
 import { Flights, type Lead } from './flights.js';
 import { messages } from './messages.js';
-import { defaultSerializer, type Serializer } from './serializer.js';
+import {
+  defaultSerializer,
+  hasLoneSurrogate,
+  type Serializer,
+  withoutLoneSurrogates,
+} from './serializer.js';
 import { withDeadline } from './settle-within.js';
 import { timeoutToMs, ttlToMs, type Ttl } from './ttl.js';
 
 /** Options every backend understands; CacheModule passes its options through. */
 export interface BaseCacheOptions {
   /**
-   * Key namespace. Keys are stored as `${prefix}:${key}`, and clear() removes only keys under it.
+   * Key namespace. Keys are stored as `${prefix}:${key}` (a ':' or '%' in the prefix is stored
+   * %-escaped, so that no two prefixes overlap), and clear() removes only keys under it.
    * @default 'nest-cache'
    */
   prefix?: string;
@@ -39,7 +48,7 @@ export interface BaseCacheOptions {
    * (CacheInterceptor) run the handler themselves. From 1 ms to 24 days.
    * @default '10s'
    */
-  getOrSetTimeout?: Ttl;
+  getOrSetTimeout?: Exclude<Ttl, null>;
   /**
    * How long one backend call (a read, a write, a delete, clear, close) may take before it fails
    * open: a miss, a dropped write, counted as an error. Every call settles within it whatever the
@@ -47,7 +56,7 @@ export interface BaseCacheOptions {
    * `redis.commandTimeout`. From 1 ms to 24 days.
    * @default '2s'
    */
-  operationTimeout?: Ttl;
+  operationTimeout?: Exclude<Ttl, null>;
   /** How values become bytes. @default the built-in serializer (see README, "Values") */
   serializer?: Serializer;
 }
@@ -89,10 +98,16 @@ const MISS = Symbol('nest-cache:miss');
 export const readShared = Symbol('nest-cache:read-shared');
 
 /** A value, or a promise of it: what a backend that can answer synchronously returns. */
-export type MaybePromise<T> = T | Promise<T>;
+export type MaybePromise<T> = T | PromiseLike<T>;
 
-function isPending<T>(value: MaybePromise<T>): value is Promise<T> {
-  return value instanceof Promise;
+/** Whether a backend answered with a promise (or any thenable) rather than the result itself. */
+function isPending<T>(value: MaybePromise<T>): value is PromiseLike<T> {
+  return (
+    value instanceof Promise ||
+    (value !== null &&
+      (typeof value === 'object' || typeof value === 'function') &&
+      typeof (value as { then?: unknown }).then === 'function')
+  );
 }
 
 /**
@@ -106,6 +121,8 @@ function isPending<T>(value: MaybePromise<T>): value is Promise<T> {
 export abstract class BaseCache {
   /** The key namespace of this cache. */
   readonly prefix: string;
+  /** What every stored key of this cache starts with: the escaped prefix and ':'. */
+  private readonly namespace: string;
   readonly stats: CacheStats = { hits: 0, misses: 0, writes: 0, deletes: 0, errors: 0 };
   protected readonly logger: Logger;
   private readonly defaultTtlMs: number | null;
@@ -116,6 +133,8 @@ export abstract class BaseCache {
   /** How this cache turns values into bytes and back (CacheInterceptor snapshots values with it). */
   readonly serializer: Serializer;
   private readonly failures: FailurePolicy;
+  /** Bounds every backend call by operationTimeout, with one timer. */
+  private readonly deadlines: Deadlines;
   /** Single-flights by scope; see singleFlight(). */
   private readonly flightScopes = new Map<string, Flights<unknown>>();
   private readonly valueFlights: Flights<Buffer>;
@@ -127,6 +146,7 @@ export abstract class BaseCache {
 
   constructor(options: BaseCacheOptions = {}) {
     this.prefix = validPrefix(options.prefix ?? DEFAULT_PREFIX);
+    this.namespace = `${escapePrefix(this.prefix)}:`;
     this.defaultTtlMs = ttlToMs(
       options.ttl === undefined ? DEFAULT_TTL : options.ttl,
       'CacheModule option "ttl"',
@@ -144,7 +164,8 @@ export abstract class BaseCache {
     this.serializer = options.serializer ?? defaultSerializer;
     this.logger = new Logger(this.constructor.name);
     this.failures = new FailurePolicy(this.constructor.name, this.logger);
-    this.valueFlights = this.singleFlight<Buffer>('getOrSet');
+    this.valueFlights = new Flights<Buffer>(this.getOrSetTimeoutMs);
+    this.deadlines = new Deadlines(this.operationTimeoutMs);
   }
 
   // ---- backend primitives: full keys, bytes, whole milliseconds -------------------------
@@ -185,7 +206,7 @@ export abstract class BaseCache {
   async get<T = unknown>(key: string): Promise<T | undefined> {
     const full = this.keyFor(key, 'get');
     const read = this.readBytes(full);
-    const found = this.decode(full, isPending(read) ? await read : read);
+    const found = this.decode(full, read instanceof Promise ? await read : read);
     return found === MISS ? undefined : (found as T);
   }
 
@@ -201,7 +222,8 @@ export abstract class BaseCache {
     if (joined) found = this.tally(await joined);
     else {
       const read = this.readBytes(full);
-      found = isPending(read) ? await this.decodeShared(full, read) : this.decode(full, read);
+      found =
+        read instanceof Promise ? await this.decodeShared(full, read) : this.decode(full, read);
     }
     return found === MISS ? undefined : (found as T);
   }
@@ -235,7 +257,9 @@ export abstract class BaseCache {
   async clear(): Promise<void> {
     this.assertOpen('clear');
     this.forgetAllReads();
-    await this.attempt('clear', undefined, () => this.clearNamespace(`${this.prefix}:`));
+    // Not bounded as one call: a namespace is cleared in as many round trips as it takes (SCAN on
+    // Redis), each bounded by the backend; giving up on it would leave it deleting behind our back.
+    await this.attempt('clear', undefined, () => this.clearNamespace(this.namespace), false);
   }
 
   /** Values for `keys`, in order; undefined where missing. */
@@ -276,7 +300,7 @@ export abstract class BaseCache {
       throw new TypeError(`getOrSet("${key}") needs a factory function as its second argument.`);
     }
     const read = this.readBytes(full);
-    const found = this.decode(full, isPending(read) ? await read : read);
+    const found = this.decode(full, read instanceof Promise ? await read : read);
     if (found !== MISS) return found as T;
 
     const lead = this.valueFlights.lead(full);
@@ -298,8 +322,9 @@ export abstract class BaseCache {
 
   /**
    * This cache's single-flight for `scope` (created on first use): concurrent callers of one key
-   * share one run of the work, and every flight ends within getOrSetTimeout. getOrSet uses the
-   * scope 'getOrSet', CacheInterceptor 'CacheInterceptor'; use a scope of your own for yours.
+   * share one run of the work, and every flight ends within getOrSetTimeout. Scopes starting with
+   * 'nest-cache:' are nest-cache's own (CacheInterceptor uses 'nest-cache:responses'); getOrSet's
+   * flights are not reachable here.
    */
   singleFlight<V>(scope: string): Flights<V> {
     let flights = this.flightScopes.get(scope);
@@ -308,12 +333,12 @@ export abstract class BaseCache {
   }
 
   /**
-   * What this cache is waiting on right now: backend reads shared by concurrent callers, and
-   * single-flights of every scope. Both are 0 once the load stops: every wait is bounded
+   * What this cache is waiting on right now: backend reads shared by concurrent callers (and the
+   * decodes CacheInterceptor shares with them), and single-flights of every scope. Both are 0 once the load stops: every wait is bounded
    * (operationTimeout, getOrSetTimeout) and leaves nothing behind.
    */
   inFlight(): { reads: number; flights: number } {
-    let flights = 0;
+    let flights = this.valueFlights.size;
     for (const scope of this.flightScopes.values()) flights += scope.size;
     return { reads: this.readsInFlight.size + this.sharedValues.size, flights };
   }
@@ -333,8 +358,13 @@ export abstract class BaseCache {
     // Not through attempt(): an open circuit breaker must not skip releasing the backend.
     this.closing ??= (async () => {
       try {
-        await withDeadline(this.closeBackend(), this.operationTimeoutMs, () =>
-          messages.operationTimeout('close', this.operationTimeoutMs),
+        // A backend's own shutdown may take longer than one call (RedisCache: QUIT, then up to
+        // a second for a frozen server's socket), so close() waits at least MIN_CLOSE_WAIT_MS.
+        const ms = Math.max(this.operationTimeoutMs, MIN_CLOSE_WAIT_MS);
+        await withDeadline(
+          this.closeBackend(),
+          ms,
+          () => new OperationTimeoutError(messages.operationTimeout('close', ms)),
         );
       } catch (error) {
         this.stats.errors += 1;
@@ -367,6 +397,7 @@ export abstract class BaseCache {
     operation: string,
     fallback: T,
     call: () => MaybePromise<T>,
+    bounded = true,
   ): Promise<T> {
     if (this.failures.isOpen()) {
       this.stats.errors += 1;
@@ -374,7 +405,10 @@ export abstract class BaseCache {
     }
     try {
       const pending = call();
-      const result = isPending(pending) ? await this.bounded(operation, pending) : pending;
+      let result: T;
+      if (!isPending(pending)) result = pending;
+      else if (!bounded) result = await pending;
+      else result = await this.bounded(operation, pending);
       this.failures.succeeded();
       return result;
     } catch (error) {
@@ -384,10 +418,15 @@ export abstract class BaseCache {
     }
   }
 
-  /** The backend call's outcome, or a rejection once operationTimeout has passed without one. */
-  private bounded<T>(operation: string, pending: Promise<T>): Promise<T> {
-    return withDeadline(pending, this.operationTimeoutMs, () =>
-      messages.operationTimeout(operation, this.operationTimeoutMs),
+  /**
+   * The backend call's outcome, or an OperationTimeoutError once operationTimeout (up to a quarter
+   * more: one timer serves every call, see Deadlines) has passed without one.
+   */
+  private bounded<T>(operation: string, pending: PromiseLike<T>): Promise<T> {
+    return this.deadlines.within(
+      pending,
+      () =>
+        new OperationTimeoutError(messages.operationTimeout(operation, this.operationTimeoutMs)),
     );
   }
 
@@ -396,7 +435,9 @@ export abstract class BaseCache {
    * backend failed or the breaker is open. Not async, so that a backend answering synchronously
    * (memory) costs get() no extra turn of the microtask queue: get and getOrSet are the hot path.
    */
-  private readBytes(full: string): MaybePromise<Uint8Array | null | undefined> {
+  private readBytes(
+    full: string,
+  ): Uint8Array | null | undefined | Promise<Uint8Array | null | undefined> {
     if (this.failures.isOpen()) {
       this.stats.errors += 1;
       return undefined;
@@ -412,7 +453,7 @@ export abstract class BaseCache {
     } catch (error) {
       return this.readFailed(error);
     }
-    if (read == null || read instanceof Uint8Array) {
+    if (!isPending(read)) {
       this.failures.succeeded();
       return read;
     }
@@ -536,7 +577,14 @@ export abstract class BaseCache {
 
   private encode(key: string, value: unknown): Buffer {
     if (value === undefined) throw new UnserializableValueError(messages.undefinedValue(key));
-    return this.serializer.serialize(value);
+    try {
+      return this.serializer.serialize(value);
+    } catch (error) {
+      if (!(error instanceof UnserializableValueError)) throw error;
+      throw new UnserializableValueError(messages.unserializableAt(key, error.message), {
+        cause: error,
+      });
+    }
   }
 
   private ttlFor(ttl: Ttl | undefined): number | null {
@@ -552,7 +600,7 @@ export abstract class BaseCache {
     this.assertOpen(operation);
     if (typeof key !== 'string' || key.length === 0)
       throw new InvalidKeyError(messages.invalidKey(key));
-    return `${this.prefix}:${key.length > MAX_KEY_LENGTH ? shortened(key) : key}`;
+    return this.namespace + storedKey(key);
   }
 
   private assertOpen(operation: string): void {
@@ -560,13 +608,35 @@ export abstract class BaseCache {
   }
 }
 
-/** Over-long keys keep a readable head and gain a hash of the whole key, so distinct keys stay distinct. */
-function shortened(key: string): string {
-  return `${key.slice(0, 128)}…#${createHash('sha256').update(key).digest('hex')}`;
+/** What a key shortened by storedKey() ends with: '…#' and 64 hex digits. */
+const SHORTENED = /…#[0-9a-f]{64}$/;
+
+/**
+ * The key as a backend stores it: the key itself, or a readable head and a SHA-256 of its UTF-16
+ * code units when it is longer than MAX_KEY_LENGTH, holds a lone surrogate (which UTF-8, and so
+ * Redis, would turn into U+FFFD), or already looks like a shortened key (so a key typed to look
+ * like another's shortened form never reaches its entry). Distinct keys never share an entry.
+ */
+function storedKey(key: string): string {
+  if (key.length <= MAX_KEY_LENGTH && !hasLoneSurrogate(key) && !looksShortened(key)) return key;
+  const hash = createHash('sha256').update(Buffer.from(key, 'utf16le')).digest('hex');
+  // The head is only for people reading the keys; a surrogate cut in half or alone becomes U+FFFD.
+  return `${withoutLoneSurrogates(key.slice(0, 128))}…#${hash}`;
+}
+
+/** Whether `key` ends like a shortened key; the regular expression runs only on the rare key that might. */
+function looksShortened(key: string): boolean {
+  const hash = key.length - 64;
+  return hash >= 2 && key.charCodeAt(hash - 1) === 0x23 && SHORTENED.test(key);
+}
+
+/** '%' and ':' %-escaped: then the first ':' of a stored key ends its prefix, and prefixes never overlap. */
+function escapePrefix(prefix: string): string {
+  return prefix.replace(/[%:]/g, (c) => (c === '%' ? '%25' : '%3A'));
 }
 
 function validPrefix(prefix: unknown): string {
-  if (typeof prefix !== 'string' || prefix.length === 0)
+  if (typeof prefix !== 'string' || prefix.length === 0 || hasLoneSurrogate(prefix))
     throw new CacheConfigError(messages.invalidPrefix(prefix));
   return prefix;
 }

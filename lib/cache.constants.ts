@@ -9,11 +9,23 @@ export const DEFAULT_PREFIX = 'nest-cache';
 /** Default bound of the memory backend, in entries. */
 export const DEFAULT_MEMORY_MAX = 10_000;
 
+/** Default byte bound of the memory backend (smaller when a quarter of the heap limit is). */
+export const DEFAULT_MEMORY_MAX_BYTES = 256 * 1024 * 1024;
+
 /** How long getOrSet waits for a factory before its callers give up: 10 seconds. */
 export const DEFAULT_GET_OR_SET_TIMEOUT = '10s';
 
+/** close() waits at least this long for a backend to shut down (RedisCache needs up to about 1.6 s). */
+export const MIN_CLOSE_WAIT_MS = 2_500;
+
 /** How long one backend call may take before it fails open: 2 seconds. */
 export const DEFAULT_OPERATION_TIMEOUT = '2s';
+
+/**
+ * The largest response body CacheInterceptor records to replay as bytes (16 MiB); a larger one is
+ * served, not cached.
+ */
+export const MAX_RECORDED_BODY_BYTES = 16 * 1024 * 1024;
 
 /** Keys longer than this are shortened to a prefix of them plus their SHA-256. */
 export const MAX_KEY_LENGTH = 1_024;
@@ -44,7 +56,8 @@ export const CREDENTIAL_HEADERS = ['authorization', 'cookie'];
 
 /**
  * Response headers never replayed from the cache: per-response or per-connection ones, the
- * cache's own, and CORS headers, which depend on the request's Origin. (ETag: see storedHeaders.)
+ * cache's own, tracing and timing ones (a HIT is another request), and rate-limit ones (counted per
+ * request). (ETag: see storedHeaders; headers set before the handler: see storedHeaders too.)
  */
 export const UNSTORED_RESPONSE_HEADERS = new Set([
   'age',
@@ -59,4 +72,16 @@ export const UNSTORED_RESPONSE_HEADERS = new Set([
   'x-powered-by',
   'x-request-id',
   'x-correlation-id',
+  'request-id',
+  'traceparent',
+  'tracestate',
+  'traceresponse',
+  'server-timing',
+  'x-response-time',
+  'x-trace-id',
+  'x-amzn-trace-id',
+  'retry-after',
 ]);
+
+/** Prefixes of response header names never replayed: CORS (they depend on the request's Origin) and rate limits. */
+export const UNSTORED_RESPONSE_HEADER_PREFIXES = ['access-control-', 'x-ratelimit-', 'ratelimit'];

@@ -40,8 +40,17 @@ export class CacheConfigError extends Error {
   override readonly name = 'CacheConfigError';
 }
 
-/** getOrSet waited longer than `getOrSetTimeout` for a factory to settle. */
+/** getOrSet's factory had not settled `getOrSetTimeout` after it started (its flight ran out of time). */
 export class FactoryTimeoutError extends Error {
   readonly code = 'NEST_CACHE_FACTORY_TIMEOUT';
   override readonly name = 'FactoryTimeoutError';
+}
+
+/**
+ * A backend call that did not settle within `operationTimeout`. Never reaches callers (the call
+ * fails open); it is what the log line and `cause` say.
+ */
+export class OperationTimeoutError extends Error {
+  readonly code = 'NEST_CACHE_OPERATION_TIMEOUT';
+  override readonly name = 'OperationTimeoutError';
 }

@@ -19,6 +19,8 @@ export const messages = {
   undefinedValue: (key: string) =>
     `Cannot cache undefined at key "${key}": undefined is what a miss returns. Store null to cache "nothing".`,
 
+  unserializableAt: (key: string, reason: string) => `Key "${key}": ${reason}`,
+
   closed: (operation: string) =>
     `Cannot call ${operation}() on a closed cache. close() was called (the application shut down); create a new cache or stop using this one.`,
 
@@ -26,7 +28,7 @@ export const messages = {
     `no answer within ${ms} ms (CacheModule option "operationTimeout"); the call was given up`,
 
   factoryTimeout: (key: string, ms: number) =>
-    `getOrSet("${key}") waited ${ms} ms for its factory to settle and gave up. Make the factory settle sooner or raise the "getOrSetTimeout" option.`,
+    `getOrSet("${key}"): its factory had not settled ${ms} ms after it started, so every caller waiting on it gave up. Make the factory settle sooner or raise the "getOrSetTimeout" option.`,
 
   unknownBackend: (backend: unknown) =>
     `Unknown cache backend ${describe(backend)} in CacheModule options "backend". Use 'memory' (the default), 'redis', or a class that extends BaseCache.`,
@@ -56,6 +58,18 @@ export const messages = {
   responseNotStored: (path: string, why: string) =>
     `The response of GET ${path} was not cached: ${why}. Later responses of this route are not reported.`,
 
+  identifyFailed: (path: string, reason: string) =>
+    `The identify function of @CachePerUser() on GET ${path} threw (${reason}); the request was served without the cache. Fix the function given to @CachePerUser(). Later errors of this route are not reported.`,
+
+  malformedResponseEntry: (path: string) =>
+    `The cached entry of GET ${path} is not a response entry CacheInterceptor can replay (another program, or another version, wrote it under this key); it was treated as a miss and deleted. Later ones of this route are not reported.`,
+
+  encodedAfterHandler: (path: string) =>
+    `The response of GET ${path} was encoded after the handler (Content-Encoding set by a compression hook, say), so its bytes cannot be replayed as they are; from its next MISS on the route stores the handler's value, and every HIT goes through the framework's send again. Later ones of this route are not reported.`,
+
+  keyedOnAcceptEncoding: (path: string) =>
+    `The response of GET ${path} varies on Accept-Encoding (a compression step, or the handler, said so): from now on the route's key includes the encodings the client accepts, so each has an entry of its own. Add @CacheVary('accept-encoding') to say so up front. Later ones of this route are not reported.`,
+
   interceptorTwice: (path: string) =>
     `CacheInterceptor runs twice for GET ${path} (app-wide APP_INTERCEPTOR and @UseInterceptors(CacheInterceptor), say); the outer one caches and the inner one lets the request through. Register it once. Later requests of this route are not reported.`,
 
@@ -70,8 +84,11 @@ export const messages = {
 
   redisMgetRefused: (reason: string) =>
     `RedisCache reads one key per command from now on: Redis refused MGET (${reason}). Concurrent reads then cost a command each; allow MGET for the cache's user (ACL +mget), or keep the keys of one cache in one hash slot (a {hash tag} in "prefix") if your Redis wants multi-key commands in one slot.`,
-  redisClientUnbounded: () =>
-    `The ioredis client given as CacheModule option "redis.client" has no commandTimeout or keeps an offline queue, so a cache call can wait a minute while Redis is down and a write reported as failed can land later. Create it with { commandTimeout: 500, enableOfflineQueue: false, maxRetriesPerRequest: 0 }, or pass "redis.url" and let RedisCache configure its own client.`,
+  redisClientUnbounded: (operationMs: number) =>
+    `The ioredis client given as CacheModule option "redis.client" has no commandTimeout or keeps an offline queue, so its commands can wait while Redis is down: the cache gives up on each after operationTimeout (${operationMs} ms), but a write it gave up on can still land later. Create it with { commandTimeout: 500, enableOfflineQueue: false, maxRetriesPerRequest: 0 }, or pass "redis.url" and let RedisCache configure its own client.`,
+
+  adoptedCommandTimeoutOverOperationTimeout: (commandMs: number, operationMs: number) =>
+    `The ioredis client given as CacheModule option "redis.client" has commandTimeout ${commandMs} ms, not below "operationTimeout" (${operationMs} ms): the cache gives up on commands the client still waits for, and a write it gave up on can still land later. Create the client with a lower commandTimeout, or raise operationTimeout.`,
 } as const;
 
 /** A short, value-free description for messages: never prints cached data. */

@@ -60,6 +60,9 @@ const BIGINT = 0x0f;
 const BUFFER = 0x10;
 const UINT8ARRAY = 0x11;
 
+/** How deep containers may nest; deeper is refused with a clear error instead of a stack overflow. */
+const MAX_DEPTH = 1_000;
+
 const SUPPORTED_TYPES =
   'Cache plain data (objects, arrays, strings, numbers, booleans, null, Date, Map, Set, BigInt, Buffer, Uint8Array).';
 
@@ -106,6 +109,19 @@ function mapKeySegment(key: unknown, index: number): string {
 
 // Lone surrogates do not survive UTF-8, so strings holding one are written as UTF-16.
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** String.prototype.isWellFormed and toWellFormed (ES2024, in Node 20): TypeScript's ES2023 lib lacks them. */
+type WellFormed = { isWellFormed(): boolean; toWellFormed(): string };
+
+/** Whether `text` holds a lone surrogate: a string that UTF-8 (and so Redis) would change. */
+export function hasLoneSurrogate(text: string): boolean {
+  return !(text as unknown as WellFormed).isWellFormed();
+}
+
+/** `text` with every lone surrogate replaced by U+FFFD, as UTF-8 would have it. */
+export function withoutLoneSurrogates(text: string): string {
+  return (text as unknown as WellFormed).toWellFormed();
+}
 
 // Results are handed out as slices of a shared slab, the way Node pools small Buffers: that
 // spares an allocation and a copy per call, a quarter of the time of a small write. A slice keeps
@@ -271,6 +287,12 @@ class Writer {
   }
 
   enter(container: object): void {
+    if (this.ancestors.length >= MAX_DEPTH) {
+      throw new Unrepresentable(
+        `nesting deeper than ${MAX_DEPTH} levels`,
+        'Cache a flatter value (a list of records with parent ids, say).',
+      );
+    }
     const depth = this.ancestors.indexOf(container);
     if (depth !== -1) {
       throw new Unrepresentable(
@@ -304,6 +326,13 @@ class Writer {
   }
 
   array(value: unknown[]): void {
+    // Extra own properties (a RegExp match's index and input) would be lost: refuse, never drop.
+    if (Object.keys(value).length > value.length) {
+      throw new Unrepresentable(
+        'an array with properties besides its elements',
+        'Copy the elements ([...value]) or the properties ({ ...value }) into plain data.',
+      );
+    }
     this.enter(value);
     this.byte(ARRAY);
     this.varint(value.length);

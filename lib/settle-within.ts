@@ -4,35 +4,28 @@
  * exit before the rest of the shutdown ran).
  */
 export async function settleWithin(
-  promise: Promise<unknown>,
+  promise: PromiseLike<unknown>,
   ms: number,
   { unref = false }: { unref?: boolean } = {},
 ): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const elapsed = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, ms);
-    if (unref) timer.unref();
-  });
-  try {
-    await Promise.race([promise.then(noop, noop), elapsed]);
-  } finally {
-    clearTimeout(timer);
-  }
+  await withDeadline(promise, ms, () => new Error('gave up'), { unref }).then(noop, noop);
 }
 
 export function noop(): void {}
 
 /**
- * `promise`, or a rejection with `message()` once `ms` has passed without it settling; leaves no
+ * `promise`, or a rejection with `timedOut()` once `ms` has passed without it settling; leaves no
  * timer behind. The work itself is not stopped: only the wait for it ends.
  */
 export function withDeadline<T>(
-  promise: Promise<T>,
+  promise: PromiseLike<T>,
   ms: number,
-  message: () => string,
+  timedOut: () => Error,
+  { unref = false }: { unref?: boolean } = {},
 ): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(message())), ms);
+    const timer = setTimeout(() => reject(timedOut()), ms);
+    if (unref) timer.unref();
     promise.then(
       (value) => {
         clearTimeout(timer);

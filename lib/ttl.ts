@@ -21,6 +21,13 @@ const UNIT_MS: Record<TtlUnit, number> = {
 const TTL_STRING = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
 
 /**
+ * The longest time to live: 10 years. Every backend keeps it as given (Redis refuses expiries past
+ * 2^63 ms, Memcached's absolute expiry times stop in 2038); longer is almost always a unit mistake,
+ * and null says "never expires".
+ */
+export const MAX_TTL_MS = 10 * 365 * UNIT_MS.d;
+
+/**
  * Turns a Ttl into whole milliseconds (null: never expires). `where` names the
  * argument or option in the error, e.g. 'ttl' or 'CacheModule option "ttl"'.
  */
@@ -42,6 +49,15 @@ export function ttlToMs(ttl: Ttl, where = 'ttl'): number | null {
     );
   }
   if (ms < 1) throw new InvalidTtlError(messages.invalidTtl(where, ttl, 'is under 1 ms'));
+  if (ms > MAX_TTL_MS) {
+    throw new InvalidTtlError(
+      messages.invalidTtl(
+        where,
+        ttl,
+        'is over 10 years, the longest ttl; use null for never expires',
+      ),
+    );
+  }
   return Math.round(ms);
 }
 
@@ -54,6 +70,7 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
  * error at startup, not a silent clamp: Node would turn a longer delay into 1 ms.
  */
 export function timeoutToMs(value: Ttl | undefined, option: string, fallback: Ttl): number {
+  // null is refused at run time too: JavaScript callers and forRootAsync factories can pass it.
   const where = `CacheModule option "${option}"`;
   const ms = ttlToMs(value === undefined ? fallback : value, where);
   if (ms === null) {
@@ -74,7 +91,8 @@ export function timeoutToMs(value: Ttl | undefined, option: string, fallback: Tt
 }
 
 function stringToMs(ttl: string, where: string): number {
-  const match = TTL_STRING.exec(ttl.trim());
+  // No trimming: ' 5m ' is refused like any other malformed string, as lru-cache would.
+  const match = TTL_STRING.exec(ttl);
   if (!match) {
     throw new InvalidTtlError(
       messages.invalidTtl(where, ttl, 'is not a number followed by a known unit (ms, s, m, h, d)'),

@@ -1,3 +1,4 @@
+import { getHeapStatistics } from 'node:v8';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CacheConfigError, MemoryCache } from '../lib/index.js';
 import { cacheBehaviourSuite } from '../lib/testing/index.js';
@@ -42,6 +43,20 @@ describe('MemoryCache bounds', () => {
       expect(() => new MemoryCache({ memory: { max: max as number } })).toThrow(/memory\.max/);
     },
   );
+
+  it('is bounded by bytes by default: a flood of 1 MiB values stops at 256 MiB (or a quarter of the heap limit), far below max entries', async () => {
+    const cache = new MemoryCache({ prefix: 'flood' });
+    const bound = Math.min(256 * 1024 * 1024, getHeapStatistics().heap_size_limit / 4);
+    const value = Buffer.alloc(1024 * 1024, 7);
+    const keys = Array.from({ length: 400 }, (_, i) => `bust-${i}`);
+    for (const key of keys) expect(await cache.set(key, value)).toBe(true);
+
+    const kept = (await cache.getMany(keys)).filter((found) => found !== undefined).length;
+    expect(kept * value.length).toBeLessThanOrEqual(bound);
+    expect(kept).toBeGreaterThan(bound / value.length / 2);
+    expect(await cache.get(keys.at(-1)!)).toEqual(value); // the newest are kept, the oldest evicted
+    expect(await cache.get(keys[0]!)).toBeUndefined();
+  });
 
   it('refuses a non-positive memory.maxBytes', () => {
     expect(() => new MemoryCache({ memory: { maxBytes: 0 } })).toThrow(/memory\.maxBytes/);

@@ -6,11 +6,13 @@ import {
   Logger,
   type NestInterceptor,
   StreamableFile,
+  VERSION_NEUTRAL,
 } from '@nestjs/common';
 import {
   INTERCEPTORS_METADATA,
   RESPONSE_PASSTHROUGH_METADATA,
   ROUTE_ARGS_METADATA,
+  VERSION_METADATA,
 } from '@nestjs/common/constants.js';
 import { RouteParamtypes } from '@nestjs/common/enums/route-paramtypes.enum.js';
 import { ApplicationConfig, HttpAdapterHost, Reflector } from '@nestjs/core';
@@ -29,6 +31,7 @@ import {
 import { CACHE_MODULE_OPTIONS } from '../cache.module-definition.js';
 import { CacheConfigError } from '../errors.js';
 import type { Flights, Lead } from '../flights.js';
+import { MAX_RECORDED_BODY_BYTES } from '../cache.constants.js';
 import { messages } from '../messages.js';
 import { ttlToMs, type Ttl } from '../ttl.js';
 import {
@@ -36,12 +39,15 @@ import {
   type CachedResponse,
   clientWantsFresh,
   type SentResponse,
+  headersNow,
   storedHeaders,
+  variesOn,
   hasUnkeyedCredentials,
   whyNotStorable,
 } from './cacheability.js';
 import type { CacheKeyName, IdentifyUser } from './decorators.js';
 import { requestKey } from './request-key.js';
+import { SentBody } from './sent-body.js';
 
 /** What the decorators of one route (and its controller) say, read once per route. */
 export interface RoutePolicy {
@@ -57,6 +63,8 @@ export interface RoutePolicy {
    * send what a HIT returns, so the route is never cached.
    */
   sendsItself: boolean;
+  /** The API version(s) the handler serves (@Version, or its controller's), part of its key. */
+  version: string | undefined;
   /** How HITs are replayed; decided at the route's first cacheable request. */
   replayAs?: 'bytes' | 'value';
 }
@@ -66,15 +74,17 @@ type CacheStatus = 'HIT' | 'MISS' | 'BYPASS';
 const NO_HEADERS: [string, string | undefined][] = [];
 
 /**
- * Requests a CacheInterceptor is handling. When it is registered twice for a route (app-wide and
- * on the controller), the inner one lets the request through: it would otherwise wait on the
- * outer one's flight, which waits on it.
+ * Requests inside a CacheInterceptor right now (from intercept() until the handler's observable
+ * ends). When CacheInterceptor is registered twice for a route (app-wide and on the controller),
+ * the inner one finds the request here and lets it through: it would otherwise wait on the outer
+ * one's flight, which waits on it. A retry from an interceptor outside starts after the first
+ * attempt ended, so it is cached as usual.
  */
-const handling = new WeakSet<object>();
+const inside = new WeakSet<object>();
 
 /**
- * How many flights one request waits on at most: a flight that lands nothing to share (its client
- * left, its response may not be stored) is followed by one more, led by one of its followers.
+ * How many flights one request waits on at most: after a flight whose leader's client left (it
+ * lands `empty`), the request leads the next one or follows it once more.
  */
 const MAX_FLIGHTS_FOLLOWED = 2;
 
@@ -108,7 +118,7 @@ export class CacheInterceptor implements NestInterceptor {
   ) {
     this.http = validHttpOptions(options.http ?? {});
     this.statuses = this.http.statuses ?? DEFAULT_CACHEABLE_STATUSES;
-    this.flights = cache.singleFlight<CachedResponse>('CacheInterceptor');
+    this.flights = cache.singleFlight<CachedResponse>('nest-cache:responses');
   }
 
   async intercept(context: ExecutionContext, next: CallHandler): Promise<Observable<unknown>> {
@@ -117,45 +127,82 @@ export class CacheInterceptor implements NestInterceptor {
     const request = http.getRequest();
     const response = http.getResponse();
     if (request.method !== 'GET' && request.method !== 'HEAD') return next.handle();
-    if (handling.has(request)) {
+    if (inside.has(request)) {
       this.warnOnce(context, messages.interceptorTwice(pathOf(request)));
       return next.handle();
     }
-    handling.add(request);
+    inside.add(request);
+    try {
+      return await this.serve(context, request, response, next);
+    } catch (error) {
+      inside.delete(request);
+      throw error;
+    }
+  }
 
+  /** A HIT, or the handler's response (led, followed, or alone); see intercept(). */
+  private async serve(
+    context: ExecutionContext,
+    request: any,
+    response: any,
+    next: CallHandler,
+  ): Promise<Observable<unknown>> {
     const key =
       !this.policyFor(context).sendsItself && this.isRequestCacheable(context)
         ? this.keyOrBypass(context)
         : undefined;
     if (key === undefined) {
       this.mark(response, 'BYPASS');
-      return next.handle();
+      return this.handled(request, next);
     }
     const fresh = this.http.trustClientNoCache && clientWantsFresh(request.headers);
     if (!fresh) {
       // Shared with the concurrent requests of this key: replay() only reads the entry.
-      const cached = await this.cache[readShared]<CachedResponse>(key);
-      if (isCachedResponse(cached)) return of(this.replay(response, cached));
+      const cached = await this.cache[readShared]<unknown>(key);
+      if (cached !== undefined) {
+        const body = this.bodyOf(cached);
+        if (body !== NOT_REPLAYABLE) {
+          return this.hit(request, response, cached as CachedResponse, body);
+        }
+        // Decoded, but not an entry this interceptor wrote (or one it can no longer read): a
+        // miss, and removed, like an entry that does not decode.
+        this.warnOnce(context, messages.malformedResponseEntry(pathOf(request)));
+        void this.cache.delete(key);
+      }
     }
     // A HEAD response has no body to store; it is answered from the GET entry when there is one.
     const mayLead = request.method === 'GET';
     for (let followed = 0; !fresh && followed < MAX_FLIGHTS_FOLLOWED; followed += 1) {
       // A request whose client left (while it read, or followed) cannot lead: its response would
       // never finish, and the requests following it would wait for nothing.
-      if (clientGone(response)) return this.passThrough(response, next);
+      if (clientGone(response)) return this.passThrough(request, response, next);
       const lead = mayLead ? this.flights.lead(key) : undefined;
       if (lead) return this.run(context, key, next, lead);
       const flight = this.flights.get(key);
       if (!flight) break;
       const landing = await flight.landing;
-      if (landing.kind === 'value') return of(this.replay(response, landing.value));
+      if (landing.kind === 'value') {
+        const body = this.bodyOf(landing.value);
+        if (body !== NOT_REPLAYABLE) return this.hit(request, response, landing.value, body);
+      }
       // The leader's client left: lead the next flight, or follow it. After a response that may
       // not be shared, or a flight that ran out of time, this request runs the handler now.
       if (landing.kind !== 'empty') break;
     }
     return mayLead && !clientGone(response)
       ? this.run(context, key, next, undefined)
-      : this.passThrough(response, next);
+      : this.passThrough(request, response, next);
+  }
+
+  private hit(request: object, response: unknown, entry: CachedResponse, body: unknown) {
+    inside.delete(request);
+    return of(this.replay(response, entry, body));
+  }
+
+  /** The handler's observable; the request is no longer inside once it ends (see `inside`). */
+  private handled(request: object, next: CallHandler): Observable<unknown> {
+    const leave = () => void inside.delete(request);
+    return next.handle().pipe(tap({ complete: leave, error: leave, unsubscribe: leave }));
   }
 
   /**
@@ -166,32 +213,60 @@ export class CacheInterceptor implements NestInterceptor {
   protected trackBy(context: ExecutionContext): string | undefined {
     const policy = this.policyFor(context);
     const request = context.switchToHttp().getRequest();
+    const user = policy.identify ? this.userOf(context) : undefined;
+    // A route cached per user never shares an entry between users, nor with unknown ones.
+    if (policy.identify && user === undefined) return undefined;
     const key = requestKey({
       name: typeof policy.name === 'function' ? policy.name(context) : policy.name,
       method: 'GET',
       path: pathOf(request),
       params: request.params ?? {},
       query: request.query ?? {},
+      version: policy.version,
       headers:
         policy.vary.length === 0
           ? NO_HEADERS
           : policy.vary.map((header) => [header, request.headers[header]]),
-      user: policy.identify?.(context),
+      user,
     });
     return this.http.key ? this.http.key(context, key) : key;
   }
 
   /**
-   * Whether this request may be served from and stored in the cache: not under @NoCache, and
-   * carrying no credentials (Authorization, Cookie) unless the route keys them or is @CachePublic.
+   * Whether this request may be served from and stored in the cache: not under @NoCache; on a
+   * @CachePerUser route, only when its user is identified; otherwise carrying no credentials
+   * (Authorization, Cookie) unless the route keys them or is @CachePublic.
    */
   protected isRequestCacheable(context: ExecutionContext): boolean {
     const policy = this.policyFor(context);
     if (policy.noCache) return false;
+    if (policy.identify) return this.userOf(context) !== undefined;
     if (policy.isPublic) return true;
     const { headers } = context.switchToHttp().getRequest();
-    if (!hasUnkeyedCredentials(headers, policy.vary)) return true;
-    return policy.identify !== undefined && policy.identify(context) !== undefined;
+    return !hasUnkeyedCredentials(headers, policy.vary);
+  }
+
+  /**
+   * The user of a @CachePerUser route: what its `identify` returns when that is a non-empty string
+   * or a finite number (7 and '7' are one user); undefined for anything else, or when it throws.
+   */
+  private userOf(context: ExecutionContext): string | undefined {
+    let user: unknown;
+    try {
+      user = this.policyFor(context).identify!(context);
+    } catch (error) {
+      this.warnOnce(
+        context,
+        messages.identifyFailed(
+          pathOf(context.switchToHttp().getRequest()),
+          error instanceof Error ? error.message : String(error),
+        ),
+      );
+      return undefined;
+    }
+    if (typeof user === 'string' && user.length > 0) return user;
+    if (typeof user === 'number' && Number.isFinite(user)) return String(user);
+    return undefined;
   }
 
   /** Why the response that was sent may not be stored, or undefined when it may. */
@@ -223,6 +298,7 @@ export class CacheInterceptor implements NestInterceptor {
         identify: read<IdentifyUser>(CACHE_PER_USER_METADATA),
         isPublic: read<boolean>(CACHE_PUBLIC_METADATA) === true,
         sendsItself: sendsResponseItself(controller, handler),
+        version: versionOf(handler, controller),
       };
       byHandler.set(handler, policy);
     }
@@ -246,9 +322,9 @@ export class CacheInterceptor implements NestInterceptor {
   }
 
   /** A MISS that neither leads nor stores: the handler answers this request only. */
-  private passThrough(response: unknown, next: CallHandler): Observable<unknown> {
+  private passThrough(request: object, response: unknown, next: CallHandler): Observable<unknown> {
     this.mark(response, 'MISS');
-    return next.handle();
+    return this.handled(request, next);
   }
 
   /**
@@ -264,50 +340,118 @@ export class CacheInterceptor implements NestInterceptor {
     next: CallHandler,
     lead: Lead<CachedResponse> | undefined,
   ): Observable<unknown> {
-    const response = context.switchToHttp().getResponse();
+    const { request, response } = requestAndResponse(context);
     this.mark(response, 'MISS');
     const replayAs = this.replayAs(context);
+    const raw = rawOf(response);
+    // In byte mode the entry keeps the bytes the client received, recorded as they are sent.
+    const sentBody = replayAs === 'bytes' ? new SentBody(raw, MAX_RECORDED_BODY_BYTES) : undefined;
+    let settled = false;
     const settle = async (entry: CachedResponse | undefined, sent: boolean) => {
+      if (settled) return;
+      settled = true;
       raw.off('finish', onFinish).off('close', onClose);
+      sentBody?.restore();
       // The waiting requests replay it now, without waiting for the write.
       if (entry) lead?.land({ kind: 'value', value: entry });
-      else lead?.land({ kind: sent ? 'unshareable' : 'empty' });
+      // A 304 answers this request's If-None-Match only: a follower may lead the next run.
+      else lead?.land({ kind: sent && response.statusCode !== 304 ? 'unshareable' : 'empty' });
       if (entry) await this.write(context, key, entry);
       lead?.end();
     };
-    let body: CachedBody | undefined;
-    const raw = response.raw ?? response;
-    const onFinish = () => void settle(this.storable(context, response, body), true);
+    let body: CachedBody | typeof AS_SENT | undefined;
+    // Headers set before the handler (middleware, hooks) are set again on every request: see storedHeaders.
+    const before = headersNow(response.getHeaders());
+    const onFinish = () => {
+      let entry: CachedResponse | undefined;
+      try {
+        const stored = body === AS_SENT ? this.sentText(context, response, sentBody!) : body;
+        entry = this.storable(context, response, stored, before);
+      } catch (error) {
+        // A throwing isResponseCacheable() override, say: the response is served, not stored.
+        this.warnOnce(
+          context,
+          messages.responseNotStored(
+            pathOf(request),
+            error instanceof Error ? error.message : String(error),
+          ),
+        );
+      }
+      void settle(entry, true);
+    };
     // The client left before the response was complete.
     const onClose = () => void settle(undefined, false);
     // Listeners on a response whose socket had closed already would never fire (intercept() does
     // not lead for one); the flight's deadline covers any other way they could stay silent.
     raw.once('finish', onFinish).once('close', onClose);
-    return next.handle().pipe(
+    return this.handled(request, next).pipe(
       tap({
         next: (value) => (body = this.cachedBody(value, replayAs)),
-        error: () => (body = undefined),
+        // A failure is never stored: the flight ends now, before the error response is even sent,
+        // so a retry of this very request (a retry interceptor outside) does not wait on it.
+        error: () => void settle(undefined, true),
       }),
     );
   }
 
+  /**
+   * The body of a byte-mode entry: the text the client received, or undefined when it cannot be
+   * replayed as text exactly (over MAX_RECORDED_BODY_BYTES, not UTF-8, or encoded after the
+   * handler, by a compression hook, say: the route then stores values from its next MISS on).
+   */
+  private sentText(
+    context: ExecutionContext,
+    response: any,
+    sentBody: SentBody,
+  ): CachedBody | undefined {
+    const encoding = response.getHeader('content-encoding');
+    if (encoding !== undefined && String(encoding).toLowerCase() !== 'identity') {
+      this.policyFor(context).replayAs = 'value';
+      this.warnOnce(
+        context,
+        messages.encodedAfterHandler(pathOf(context.switchToHttp().getRequest())),
+      );
+      return undefined;
+    }
+    const bytes = sentBody.bytes();
+    if (bytes === undefined) return undefined;
+    const text = bytes.toString('utf8');
+    return Buffer.from(text).equals(bytes) ? { text } : undefined;
+  }
+
   /** The entry to store for the response that was sent, or undefined when it may not be stored. */
-  private storable(context: ExecutionContext, response: any, body: CachedBody | undefined) {
+  private storable(
+    context: ExecutionContext,
+    response: any,
+    body: CachedBody | undefined,
+    before: Record<string, unknown>,
+  ) {
     const sent: SentResponse = {
       status: response.statusCode,
       headers: response.getHeaders(),
       body,
     };
+    const policy = this.policyFor(context);
+    if (!policy.vary.includes('accept-encoding') && variesOn(sent.headers, 'accept-encoding')) {
+      // The body depends on the encoding the client accepts (a compression step, or the handler):
+      // from now on the route is keyed by it, so each encoding has an entry of its own.
+      policy.vary.push('accept-encoding');
+      this.warnOnce(
+        context,
+        messages.keyedOnAcceptEncoding(pathOf(context.switchToHttp().getRequest())),
+      );
+      return undefined;
+    }
     const why = this.isResponseCacheable(sent, context);
-    if (why === undefined) {
+    if (why === undefined && body !== undefined) {
       return {
         status: sent.status,
-        headers: storedHeaders(sent.headers, body!),
-        body: body!,
+        headers: storedHeaders(sent.headers, body, before),
+        body,
         storedAt: Date.now(),
       };
     }
-    if (why.includes('interceptor') || why.includes('varies')) {
+    if (why?.includes('varies')) {
       this.warnOnce(
         context,
         messages.responseNotStored(pathOf(context.switchToHttp().getRequest()), why),
@@ -361,7 +505,10 @@ export class CacheInterceptor implements NestInterceptor {
    * serializer cannot keep exactly (a class instance would come back without its class, and an
    * outer ClassSerializerInterceptor could no longer apply its @Exclude rules).
    */
-  private cachedBody(value: unknown, replayAs: 'bytes' | 'value'): CachedBody | undefined {
+  private cachedBody(
+    value: unknown,
+    replayAs: 'bytes' | 'value',
+  ): CachedBody | typeof AS_SENT | undefined {
     if (value === null || (typeof value !== 'object' && typeof value !== 'string'))
       return undefined;
     if (
@@ -371,16 +518,30 @@ export class CacheInterceptor implements NestInterceptor {
     ) {
       return undefined;
     }
+    // In byte mode the body is what the client receives: known once it is sent (see sentText).
+    if (replayAs === 'bytes') return AS_SENT;
     try {
-      if (replayAs === 'value') return { value: this.cache.serializer.serialize(value) };
-      const text = typeof value === 'string' ? value : JSON.stringify(value);
-      return text === undefined ? undefined : { text };
+      return { value: this.cache.serializer.serialize(value) };
     } catch {
-      return undefined; // not plain data, or Nest cannot send it either: served, not stored
+      return undefined; // not plain data: served, not stored
     }
   }
 
-  private replay(response: unknown, entry: CachedResponse): unknown {
+  /**
+   * What a HIT of `entry` returns (the stored text, or a fresh copy of the stored value), or
+   * NOT_REPLAYABLE when `entry` is not a well-formed response entry.
+   */
+  private bodyOf(entry: unknown): unknown {
+    if (!isCachedResponse(entry)) return NOT_REPLAYABLE;
+    if ('text' in entry.body) return entry.body.text;
+    try {
+      return this.cache.serializer.deserialize(entry.body.value);
+    } catch {
+      return NOT_REPLAYABLE;
+    }
+  }
+
+  private replay(response: unknown, entry: CachedResponse, body: unknown): unknown {
     const adapter = this.adapterHost.httpAdapter;
     adapter.status(response, entry.status);
     for (const name of Object.keys(entry.headers)) {
@@ -394,9 +555,7 @@ export class CacheInterceptor implements NestInterceptor {
       String(Math.max(0, Math.floor((Date.now() - entry.storedAt) / 1_000))),
     );
     this.mark(response, 'HIT');
-    return 'text' in entry.body
-      ? entry.body.text
-      : this.cache.serializer.deserialize(entry.body.value);
+    return body;
   }
 
   private mark(response: unknown, status: CacheStatus): void {
@@ -411,34 +570,98 @@ export class CacheInterceptor implements NestInterceptor {
   }
 }
 
+const NOT_REPLAYABLE = Symbol('nest-cache:not-replayable');
+
+/** A byte-mode body before it is sent: the entry will keep the bytes sent (see sentText). */
+const AS_SENT = Symbol('nest-cache:as-sent');
+
+/** Whether `value` has the shape of an entry storable() made: anything else is never replayed. */
 function isCachedResponse(value: unknown): value is CachedResponse {
-  const entry = value as CachedResponse | undefined;
+  if (value === null || typeof value !== 'object') return false;
+  const { status, headers, body, storedAt } = value as Partial<CachedResponse>;
   return (
-    typeof entry?.status === 'number' &&
-    typeof entry.body === 'object' &&
-    entry.body !== null &&
-    ('text' in entry.body || 'value' in entry.body)
+    typeof status === 'number' &&
+    Number.isInteger(status) &&
+    status >= 100 &&
+    status <= 599 &&
+    isHeaderRecord(headers) &&
+    typeof body === 'object' &&
+    body !== null &&
+    (('text' in body && typeof body.text === 'string') ||
+      ('value' in body && body.value instanceof Uint8Array)) &&
+    typeof storedAt === 'number' &&
+    Number.isFinite(storedAt)
   );
 }
 
+function isHeaderRecord(headers: unknown): headers is Record<string, string | string[]> {
+  if (headers === null || typeof headers !== 'object' || Array.isArray(headers)) return false;
+  for (const value of Object.values(headers)) {
+    if (typeof value === 'string') continue;
+    if (!Array.isArray(value) || !value.every((item) => typeof item === 'string')) return false;
+  }
+  return true;
+}
+
+function requestAndResponse(context: ExecutionContext): { request: any; response: any } {
+  const http = context.switchToHttp();
+  return { request: http.getRequest(), response: http.getResponse() };
+}
+
+/** Node's ServerResponse: Express's response itself, Fastify's reply.raw. */
+function rawOf(response: any): any {
+  return response.raw ?? response;
+}
+
 /** Whether the client is gone already: its response can no longer be sent (nor finish). */
-function clientGone(response: { raw?: unknown }): boolean {
-  const raw = (response.raw ?? response) as { destroyed?: boolean; closed?: boolean };
+function clientGone(response: unknown): boolean {
+  const raw = rawOf(response) as { destroyed?: boolean; closed?: boolean };
   return raw.destroyed === true || raw.closed === true;
 }
 
+/**
+ * The version(s) a handler is declared for, as Nest routes them: its own @Version, else its
+ * controller's. Handlers of other versions answer the same path, so the version joins the key.
+ */
+function versionOf(handler: object, controller: object): string | undefined {
+  const version: unknown =
+    Reflect.getMetadata(VERSION_METADATA, handler) ??
+    Reflect.getMetadata(VERSION_METADATA, controller);
+  if (version === undefined) return undefined;
+  const versions = Array.isArray(version) ? version : [version];
+  return versions.map((v) => (v === VERSION_NEUTRAL ? 'neutral' : String(v))).join(',');
+}
+
 /** Whether the handler takes @Res() or @Next() without passthrough, as Nest decides it. */
-function sendsResponseItself(controller: object, handler: { name: string }): boolean {
+function sendsResponseItself(controller: object, handler: object): boolean {
+  const method = methodNameOf(controller, handler);
   const args: Record<string, unknown> =
-    Reflect.getMetadata(ROUTE_ARGS_METADATA, controller, handler.name) ?? {};
+    Reflect.getMetadata(ROUTE_ARGS_METADATA, controller, method) ?? {};
   const takesResponse = Object.keys(args).some((key) => {
     const type = Number(key.split(':')[0]);
     return type === RouteParamtypes.RESPONSE || type === RouteParamtypes.NEXT;
   });
   return (
-    takesResponse &&
-    Reflect.getMetadata(RESPONSE_PASSTHROUGH_METADATA, controller, handler.name) !== true
+    takesResponse && Reflect.getMetadata(RESPONSE_PASSTHROUGH_METADATA, controller, method) !== true
   );
+}
+
+/**
+ * The name under which the controller holds `handler` (its function's own name can differ: a
+ * decorator that wraps the method), found on the prototype chain as Nest's router does.
+ */
+function methodNameOf(controller: object, handler: object): string | symbol {
+  const prototype = (controller as { prototype?: object }).prototype;
+  for (
+    let proto = prototype;
+    proto && proto !== Object.prototype;
+    proto = Object.getPrototypeOf(proto)
+  ) {
+    for (const name of Reflect.ownKeys(proto)) {
+      if (Object.getOwnPropertyDescriptor(proto, name)?.value === handler) return name;
+    }
+  }
+  return (handler as { name?: string }).name ?? '';
 }
 
 /** The path as the client sent it, without the query. */

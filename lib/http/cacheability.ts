@@ -1,4 +1,8 @@
-import { CREDENTIAL_HEADERS, UNSTORED_RESPONSE_HEADERS } from '../cache.constants.js';
+import {
+  CREDENTIAL_HEADERS,
+  UNSTORED_RESPONSE_HEADER_PREFIXES,
+  UNSTORED_RESPONSE_HEADERS,
+} from '../cache.constants.js';
 
 /**
  * A body as the cache keeps it:
@@ -23,7 +27,10 @@ export interface CachedResponse {
 export interface SentResponse {
   status: number;
   headers: Record<string, unknown>;
-  /** The handler's body in the form it would be stored; undefined when it cannot be (a stream, a Buffer, empty). */
+  /**
+   * The body as it would be stored: the text the client received, or the handler's value;
+   * undefined when it cannot be stored (a stream, a Buffer, empty, encoded after the handler).
+   */
   body: CachedBody | undefined;
 }
 
@@ -44,44 +51,70 @@ export function whyNotStorable(
   }
   for (const header of list(sent.headers['vary'])) {
     if (header === '*') return 'Vary: *';
-    // Compression middleware varies on Accept-Encoding after us, on the body we store uncompressed.
-    if (header !== 'accept-encoding' && !keyedHeaders.includes(header)) {
+    if (!keyedHeaders.includes(header)) {
       return `it varies on ${header}, which the key does not include (add @CacheVary('${header}'))`;
     }
-  }
-  const length = Number(sent.headers['content-length']);
-  if (
-    'text' in sent.body &&
-    !Number.isNaN(length) &&
-    length !== Buffer.byteLength(sent.body.text)
-  ) {
-    return 'the body sent differs from what the handler returned (an interceptor outside CacheInterceptor changed it?)';
   }
   return undefined;
 }
 
 /**
- * The headers worth replaying: everything but per-response, per-connection and CORS ones. The
- * ETag describes the exact bytes sent, so it is kept only with a body replayed as that text
- * (Express then skips hashing the body again on every HIT).
+ * The headers an entry keeps, to replay: those the handler, the interceptors inside
+ * CacheInterceptor and the framework's send set. Not kept: headers that were already set, with the
+ * same value, before the handler ran (`before`: a middleware's or hook's, set again on every
+ * request, such as a rate-limit count), and per-response, per-connection, tracing, rate-limit and
+ * CORS headers (UNSTORED_RESPONSE_HEADERS). The ETag describes the exact bytes sent, so it is kept
+ * only with a body replayed as that text (Express then skips hashing the body again on every HIT).
  */
 export function storedHeaders(
   headers: Record<string, unknown>,
   body: CachedBody,
+  before: Record<string, unknown> = {},
 ): Record<string, string | string[]> {
   const kept: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(headers)) {
     const lower = name.toLowerCase();
     if (
       value === undefined ||
-      UNSTORED_RESPONSE_HEADERS.has(lower) ||
-      lower.startsWith('access-control-') ||
-      (lower === 'etag' && !('text' in body))
+      isPerRequestHeader(lower) ||
+      (lower === 'etag' && !('text' in body)) ||
+      sameHeader(before[lower], value)
     )
       continue;
     kept[lower] = Array.isArray(value) ? value.map(String) : String(value);
   }
   return kept;
+}
+
+/** Lowercase header names and their values, as they are now: what storedHeaders() compares with. */
+export function headersNow(headers: Record<string, unknown>): Record<string, unknown> {
+  const now: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    now[name.toLowerCase()] = Array.isArray(value) ? [...value] : value;
+  }
+  return now;
+}
+
+function isPerRequestHeader(lower: string): boolean {
+  return (
+    UNSTORED_RESPONSE_HEADERS.has(lower) ||
+    UNSTORED_RESPONSE_HEADER_PREFIXES.some((prefix) => lower.startsWith(prefix))
+  );
+}
+
+function sameHeader(before: unknown, now: unknown): boolean {
+  if (before === undefined) return false;
+  if (Array.isArray(before) || Array.isArray(now)) {
+    const a = ([] as unknown[]).concat(before).map(String);
+    const b = ([] as unknown[]).concat(now).map(String);
+    return a.length === b.length && a.every((item, i) => item === b[i]);
+  }
+  return String(before) === String(now);
+}
+
+/** Whether the response says it varies on `header` (lowercase). */
+export function variesOn(headers: Record<string, unknown>, header: string): boolean {
+  return list(headers['vary']).includes(header);
 }
 
 /** Whether the request carries a credential header that the key does not include. */

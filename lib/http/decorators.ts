@@ -12,8 +12,12 @@ import { ttlToMs, type Ttl } from '../ttl.js';
 /** Names the entry of a route instead of its path; path parameters and query still key it. */
 export type CacheKeyName = string | ((context: ExecutionContext) => string);
 
-/** Tells who is asking, for routes whose response depends on the user (undefined: nobody known). */
-export type IdentifyUser = (context: ExecutionContext) => string | undefined;
+/**
+ * Tells who is asking, for routes whose response depends on the user: a non-empty string or a
+ * finite number (7 and '7' are the same user). Anything else (undefined, '', null, NaN, an object)
+ * means nobody known: the request bypasses the cache.
+ */
+export type IdentifyUser = (context: ExecutionContext) => string | number | null | undefined;
 
 /**
  * How long the route's responses are cached: SECONDS when a number, or with a unit
@@ -62,7 +66,8 @@ export const CacheVary = (...headers: string[]) => {
 
 /**
  * Caches the route per user: `identify` returns who is asking (e.g. `(ctx) => ctx.switchToHttp().getRequest().user?.id`),
- * and the identity joins the key. A request with credentials whose user is not identified bypasses the cache.
+ * and the identity joins the key (hashed). A request whose user is not identified (see
+ * IdentifyUser), or whose `identify` throws, bypasses the cache.
  */
 export const CachePerUser = (identify: IdentifyUser) => {
   if (typeof identify !== 'function') {

@@ -1,3 +1,4 @@
+import { getHeapStatistics } from 'node:v8';
 import { LRUCache } from 'lru-cache';
 import {
   BaseCache,
@@ -5,7 +6,7 @@ import {
   type MaybePromise,
   type StoredEntry,
 } from '../base-cache.js';
-import { DEFAULT_MEMORY_MAX } from '../cache.constants.js';
+import { DEFAULT_MEMORY_MAX, DEFAULT_MEMORY_MAX_BYTES } from '../cache.constants.js';
 import { CacheConfigError } from '../errors.js';
 import { messages } from '../messages.js';
 
@@ -17,9 +18,10 @@ export interface MemoryCacheOptions {
    */
   max?: number;
   /**
-   * Most bytes held (serialized values plus keys). An entry larger than this on its own is
-   * not stored, and the older value under its key is removed.
-   * @default no byte bound (only `max`)
+   * Most bytes held (serialized values plus keys); the least recently used entries are evicted
+   * past it. An entry larger than this on its own is not stored, and the older value under its
+   * key is removed.
+   * @default 256 MiB, or a quarter of the V8 heap limit when that is smaller
    */
   maxBytes?: number;
 }
@@ -36,17 +38,12 @@ export class MemoryCache extends BaseCache {
   constructor(options: BaseCacheOptions & { memory?: MemoryCacheOptions } = {}) {
     super(options);
     const max = bound('max', options.memory?.max ?? DEFAULT_MEMORY_MAX);
-    const maxBytes =
-      options.memory?.maxBytes === undefined
-        ? undefined
-        : bound('maxBytes', options.memory.maxBytes);
-    this.maxEntryBytes = maxBytes ?? Infinity;
+    const maxBytes = bound('maxBytes', options.memory?.maxBytes ?? defaultMaxBytes());
+    this.maxEntryBytes = maxBytes;
     this.lru = new LRUCache<string, Buffer>({
       max,
-      ...(maxBytes && {
-        maxSize: maxBytes,
-        sizeCalculation: (bytes, key) => entrySize(key, bytes),
-      }),
+      maxSize: maxBytes,
+      sizeCalculation: (bytes, key) => entrySize(key, bytes),
       ttlAutopurge: false,
     });
   }
@@ -103,6 +100,14 @@ function ownMemory(bytes: Buffer): Buffer {
   const own = Buffer.allocUnsafeSlow(bytes.byteLength);
   bytes.copy(own);
   return own;
+}
+
+/**
+ * The default byte bound: a cache-buster flood on a large route must never exhaust the process,
+ * whatever `max` is (10000 entries of 1 MB would be 10 GB).
+ */
+function defaultMaxBytes(): number {
+  return Math.min(DEFAULT_MEMORY_MAX_BYTES, Math.floor(getHeapStatistics().heap_size_limit / 4));
 }
 
 function entrySize(key: string, bytes: Buffer): number {

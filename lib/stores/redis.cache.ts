@@ -60,8 +60,10 @@ export class RedisCache extends BaseCache {
   protected constructor(options: BaseCacheOptions, connection: RedisConnection) {
     super(options);
     const { commandTimeoutMs } = connection;
-    if (commandTimeoutMs !== undefined && commandTimeoutMs >= this.operationTimeoutMs) {
-      // The cache would give up on commands the client still waits for: refuse the mismatch.
+    const outlasts = commandTimeoutMs !== undefined && commandTimeoutMs >= this.operationTimeoutMs;
+    // The cache would give up on commands the client still waits for: refuse the mismatch in our
+    // settings; a client of your own keeps yours, with a warning (below).
+    if (outlasts && connection.owned) {
       throw new CacheConfigError(
         messages.commandTimeoutOverOperationTimeout(commandTimeoutMs, this.operationTimeoutMs),
       );
@@ -71,7 +73,14 @@ export class RedisCache extends BaseCache {
     this.client = connection.open();
     this.client.on('error', this.onError);
     if (!connection.owned && !isBounded(this.client)) {
-      this.logger.warn(messages.redisClientUnbounded());
+      this.logger.warn(messages.redisClientUnbounded(this.operationTimeoutMs));
+    } else if (outlasts) {
+      this.logger.warn(
+        messages.adoptedCommandTimeoutOverOperationTimeout(
+          commandTimeoutMs!,
+          this.operationTimeoutMs,
+        ),
+      );
     }
   }
 

@@ -163,7 +163,7 @@ function failFast(redis: RedisTuning): RedisOptions {
     ),
     // A connection that stops answering (frozen server, dropped network without FIN) is replaced,
     // instead of waiting minutes for TCP keep-alive to notice.
-    socketTimeout: Math.max(4 * commandTimeout, 2_000),
+    socketTimeout: Math.min(Math.max(4 * commandTimeout, 2_000), MAX_TIMER_MS),
     disconnectTimeout: DISCONNECT_TIMEOUT_MS,
     // Fail at once while disconnected; nothing is queued, so no failed write lands later.
     enableOfflineQueue: false,

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BaseCache, BaseCacheOptions } from '../base-cache.js';
 import {
@@ -85,6 +86,41 @@ export function cacheBehaviourSuite(
         await c.set(`${head}2`, 'two');
         assert.equal(await c.get(`${head}1`), 'one');
         assert.equal(await c.get(`${head}2`), 'two');
+      });
+
+      it("a key typed as the shortened form of a long key is another entry: it never reads or overwrites the long key's", async () => {
+        const c = await cache();
+        const long = `report:${'x'.repeat(2_000)}`;
+        // The documented form: the first 128 characters, '…#' and the SHA-256 of the UTF-16 code units.
+        const hash = createHash('sha256').update(Buffer.from(long, 'utf16le')).digest('hex');
+        const lookalike = `${long.slice(0, 128)}…#${hash}`;
+        await c.set(long, 'long');
+        assert.equal(await c.get(lookalike), undefined);
+        await c.set(lookalike, 'lookalike');
+        assert.equal(await c.get(long), 'long');
+        assert.equal(await c.get(lookalike), 'lookalike');
+      });
+
+      it('keeps keys that differ only in a lone surrogate apart (UTF-8 would make them one)', async () => {
+        const c = await cache();
+        const keys = ['user:\ud800', 'user:\udfff', 'user:\ufffd', 'user:\ud83d\udd11'];
+        await c.setMany(keys.map((key, i) => ({ key, value: i })));
+        assert.deepEqual(
+          await c.getMany(keys),
+          keys.map((_, i) => i),
+        );
+      });
+
+      it('prefixes that extend one another never share storage: shop and shop:eu', async () => {
+        const base = `suite-${run}-${++count}`;
+        const shop = await cache({ prefix: base });
+        const eu = await cache({ prefix: `${base}:eu` });
+        await eu.set('k', 'eu');
+        await shop.set('eu:k', 'shop');
+        assert.equal(await eu.get('k'), 'eu');
+        await shop.clear();
+        assert.equal(await eu.get('k'), 'eu');
+        assert.equal(await shop.get('eu:k'), undefined);
       });
     });
 
@@ -379,11 +415,39 @@ export function cacheBehaviourSuite(
         assert.equal(await c.has('k'), false);
       });
 
-      for (const ttl of [-1, 0, NaN, Infinity, '5x', '', 'soon', {}]) {
-        it(`ttl ${String(ttl)} → InvalidTtlError`, async () => {
+      for (const ttl of [-1, 0, NaN, Infinity, '5x', '', 'soon', {}, ' 5m ', '\n5s\t', 1e16]) {
+        it(`ttl ${JSON.stringify(ttl) ?? String(ttl)} → InvalidTtlError`, async () => {
           await assert.rejects((await cache()).set('k', 1, ttl as never), InvalidTtlError);
         });
       }
+
+      it('a ttl over 10 years is refused before it reaches the backend: never an error count, never an open breaker', async () => {
+        const c = await cache();
+        for (let i = 0; i < 10; i += 1) {
+          await assert.rejects(c.set('k', 1, 1e16), InvalidTtlError);
+        }
+        assert.equal(await c.set('k', 'v', 10 * 365 * 86_400), true);
+        assert.equal(await c.get('k'), 'v');
+        assert.equal(c.stats.errors, 0);
+      });
+
+      it('an array with properties besides its elements → UnserializableValueError, never silently dropped', async () => {
+        const c = await cache();
+        await assert.rejects(c.set('k', 'abc'.match(/b/)), UnserializableValueError);
+        assert.equal(await c.has('k'), false);
+      });
+
+      it('nesting deeper than 1,000 levels → UnserializableValueError naming the key', async () => {
+        const c = await cache();
+        let deep: unknown = 'leaf';
+        for (let i = 0; i < 2_600; i += 1) deep = [deep];
+        await assert.rejects(c.set('deep-key', deep), (error: unknown) => {
+          assert.ok(error instanceof UnserializableValueError);
+          assert.match(error.message, /deep-key/);
+          assert.match(error.message, /deeper than 1000 levels/);
+          return true;
+        });
+      });
     });
 
     describe('close', () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { requestOnce, runLoad, summarize } from '../support/load.js';
 import { ADAPTERS, backends, usePrivateRedis, useApps, type TestApp } from './support/app.js';
 import { ItemsController, SLOW_HANDLER_MS } from './support/controllers.js';
-import { type Reply, pollUntil, sleep } from './support/http.js';
+import { nothingInFlight, type Reply, sleep } from './support/http.js';
 
 // Clients that leave before their response is sent, alone and in chains, on a key that is not
 // cached yet: the key is never stalled for the requests after them, and those still share one
@@ -14,14 +14,6 @@ const ANSWERED_WITHIN_MS = 2 * SLOW_HANDLER_MS + 500;
 
 const burst = (app: TestApp, size: number): Promise<Reply[]> =>
   Promise.all(Array.from({ length: size }, () => app.send('/items/slow')));
-
-async function nothingInFlight(app: TestApp): Promise<void> {
-  await pollUntil(
-    'nothing left in flight',
-    async () => app.cache.inFlight().reads === 0 && app.cache.inFlight().flights === 0,
-    3_000,
-  );
-}
 
 describe.each(ADAPTERS)('on $name', (adapter) => {
   describe.each(backends(redis))('with the $name backend', (backend) => {
@@ -40,7 +32,7 @@ describe.each(ADAPTERS)('on $name', (adapter) => {
       for (const reply of replies) expect(reply.ms).toBeLessThan(ANSWERED_WITHIN_MS);
       // The abandoned leader's run, and one for the 20.
       expect(app.calls.of('slow')).toBe(2);
-      await nothingInFlight(app);
+      await nothingInFlight(app.cache, 3_000);
     });
 
     it('a chain: A leaves after 150 ms, B (sent 50 ms later) after 30 ms; then 20 concurrent requests are answered in one handler run, and share it', async () => {
@@ -57,7 +49,7 @@ describe.each(ADAPTERS)('on $name', (adapter) => {
       for (const reply of replies) expect(reply.ms).toBeLessThan(ANSWERED_WITHIN_MS);
       expect(new Set(replies.map((reply) => reply.text)).size).toBe(1);
       expect(app.calls.of('slow')).toBeLessThanOrEqual(3);
-      await nothingInFlight(app);
+      await nothingInFlight(app.cache, 3_000);
     });
 
     it('under load, clients on 20 cold keys leave at random moments: every request that waits is answered in bounded time, and every key is served afterwards', async () => {
@@ -77,13 +69,14 @@ describe.each(ADAPTERS)('on $name', (adapter) => {
       const after = await Promise.all(Array.from({ length: 20 }, (_, i) => app.send(path(i))));
 
       expect(waited.unanswered).toBe(0);
-      // A waiting request follows at most two flights of a handler run each.
-      expect(waited.maxMs).toBeLessThan(3 * SLOW_HANDLER_MS + 1_000);
+      // A waiting request follows at most two flights of a handler run each, then runs it itself;
+      // 2 s of slack for a 2-core machine running the load generator too.
+      expect(waited.maxMs).toBeLessThan(3 * SLOW_HANDLER_MS + 2_000);
       for (const reply of after) {
         expect(reply.status).toBe(200);
         expect(reply.ms).toBeLessThan(ANSWERED_WITHIN_MS);
       }
-      await nothingInFlight(app);
+      await nothingInFlight(app.cache, 3_000);
     });
   });
 });

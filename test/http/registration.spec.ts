@@ -1,7 +1,28 @@
-import { describe, expect, it } from 'vitest';
+import {
+  type CallHandler,
+  type ExecutionContext,
+  Injectable,
+  Logger,
+  type NestInterceptor,
+} from '@nestjs/common';
+import { retry } from 'rxjs';
+import { describe, expect, it, vi } from 'vitest';
 import { NoopCache } from '../../lib/index.js';
 import { ADAPTERS, useApps } from './support/app.js';
-import { ItemsController, PlainController, SLOW_HANDLER_MS } from './support/controllers.js';
+import {
+  ItemsController,
+  PlainController,
+  SLOW_HANDLER_MS,
+  UnstorableController,
+} from './support/controllers.js';
+
+/** Retries a failed request once, as resilience interceptors do. */
+@Injectable()
+class RetryOnceInterceptor implements NestInterceptor {
+  intercept(_context: ExecutionContext, next: CallHandler) {
+    return next.handle().pipe(retry(1));
+  }
+}
 import { json } from './support/http.js';
 
 // Where CacheInterceptor applies: the controllers that use it, or every route when it is app-wide;
@@ -54,6 +75,40 @@ describe.each(ADAPTERS)('on $name', (adapter) => {
     expect(hit.cache).toBe('HIT');
     expect(json(hit)).toEqual({ run: 1 });
     expect(calls.of('slow')).toBe(1);
+  });
+
+  it('registered twice: the warning names the route, once', async () => {
+    const warn = vi.spyOn(Logger.prototype, 'warn');
+    try {
+      const { send } = await start({ adapter, controllers: [ItemsController], appWide: true });
+
+      await send('/items/slow');
+      await send('/items/7');
+      await send('/items/7');
+
+      const twice = warn.mock.calls.filter(([message]) => /runs twice/.test(String(message)));
+      expect(twice.map(([message]) => String(message).match(/GET \S+/)?.[0])).toEqual([
+        'GET /items/slow',
+        'GET /items/7',
+      ]);
+    } finally {
+      warn.mockRestore();
+    }
+  });
+
+  it('a retry interceptor outside CacheInterceptor: the retried request is cached as usual, not taken for a second registration', async () => {
+    const { send, calls } = await start({
+      adapter,
+      controllers: [UnstorableController],
+      outerInterceptors: [new RetryOnceInterceptor()],
+    });
+
+    const retried = await send('/unstorable/slow-flaky');
+    const next = await send('/unstorable/slow-flaky');
+
+    expect(retried.status).toBe(200);
+    expect(next.cache).toBe('HIT');
+    expect(calls.of('slow-flaky')).toBe(2);
   });
 
   it('enabled: false: requests pass through (no X-Cache header, the handler runs every time) and BaseCache always misses', async () => {

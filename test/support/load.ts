@@ -37,6 +37,8 @@ export interface LoadOptions {
    * when its duration ends) instead of waiting for the answers. Those requests are 'abandoned'.
    */
   leaveAtEnd?: boolean;
+  /** Ends the load early, when it settles: no request is sent after it. */
+  stop?: Promise<unknown>;
 }
 
 /**
@@ -52,8 +54,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadSample[]> {
   const giveUp = options.giveUpAfterMs;
   let index = 0;
   const inFlight = new Set<() => void>();
+  let stopped = false;
+  void options.stop?.then(() => (stopped = true));
   const worker = async () => {
-    while (performance.now() < deadline) {
+    while (!stopped && performance.now() < deadline) {
       const i = index++;
       const sample = await send(
         agent,

@@ -56,6 +56,8 @@ export interface AppSetup {
   appWide?: boolean;
   /** Global interceptors added with app.useGlobalInterceptors, so they run outside CacheInterceptor. */
   outerInterceptors?: NestInterceptor[];
+  /** Sets the app up as a real app would before it listens: versioning, hooks, middleware. */
+  configure?: (app: INestApplication) => void;
 }
 
 export interface TestApp {
@@ -86,6 +88,7 @@ export async function startApp(setup: AppSetup): Promise<TestApp> {
   }).compile();
   const app = moduleRef.createNestApplication(setup.adapter.create(), { logger: false });
   if (setup.outerInterceptors) app.useGlobalInterceptors(...setup.outerInterceptors);
+  setup.configure?.(app);
   try {
     await app.listen(0, '127.0.0.1');
   } catch (error) {

@@ -2,25 +2,33 @@ import { expect } from 'vitest';
 import type { CacheModuleOptions } from '../../../lib/index.js';
 import type { RedisServerHandle } from '../../support/redis-server.js';
 import { type LoadSample, runLoad, summarize, type LoadSummary } from '../../support/load.js';
-import { pollUntil } from './http.js';
+import { nothingInFlight } from './http.js';
 import type { TestApp } from './app.js';
+
+const COMMAND_TIMEOUT_MS = 200;
+const OPERATION_TIMEOUT_MS = 1_000;
+const GET_OR_SET_TIMEOUT_MS = 2_000;
 
 /** The Redis backend as fault tests run it: short bounds, so a run takes seconds. */
 export function faultTestCache(redis: RedisServerHandle): CacheModuleOptions {
   return {
     backend: 'redis',
-    redis: { url: redis.url, commandTimeout: 200 },
-    operationTimeout: '1s',
-    getOrSetTimeout: '2s',
+    redis: { url: redis.url, commandTimeout: COMMAND_TIMEOUT_MS },
+    operationTimeout: `${OPERATION_TIMEOUT_MS}ms`,
+    getOrSetTimeout: `${GET_OR_SET_TIMEOUT_MS}ms`,
   };
 }
 
 /**
- * The longest a request may take while Redis is out, from the options above: its read gives up
- * after operationTimeout (1 s), it follows at most two flights of getOrSetTimeout (2 s each), and
- * the handler answers at once; 1 s more for an event loop that also runs the load generator.
+ * The longest a request may take while Redis is out, from the options above: its read is given up
+ * after operationTimeout (up to a quarter more), it follows at most two flights of
+ * getOrSetTimeout each, and the handler answers at once; 1 s more for an event loop that also runs
+ * the load generator.
  */
-export const REQUEST_BOUND_MS = 1_000 + 2 * 2_000 + 1_000;
+export const REQUEST_BOUND_MS = OPERATION_TIMEOUT_MS * 1.25 + 2 * GET_OR_SET_TIMEOUT_MS + 1_000;
+
+/** A flight that never lands ends at getOrSetTimeout: a check of "nothing in flight" must come sooner. */
+export const SOONER_THAN_A_FLIGHT_MS = GET_OR_SET_TIMEOUT_MS / 2;
 
 /** How soon after Redis answers again responses are HITs once more (reconnect backoff is at most 2 s). */
 export const HITS_RESUME_WITHIN_MS = 5_000;
@@ -83,9 +91,13 @@ export async function underLoad(
   app: TestApp,
   durationMs: number,
   schedule: (sinceStart: () => number) => Promise<{ faultAt: number; backAt: number }>,
+  { stopAfterMs }: { stopAfterMs?: number } = {},
 ): Promise<FaultRun> {
   const started = performance.now();
+  let stop = (): void => {};
+  const stopped = new Promise<void>((resolve) => (stop = resolve));
   const load = runLoad({
+    stop: stopped,
     url: app.url,
     path: pathOf,
     connections: CONNECTIONS,
@@ -94,6 +106,7 @@ export async function underLoad(
     giveUpAfterMs: 3 * REQUEST_BOUND_MS,
   });
   const { faultAt, backAt } = await schedule(() => performance.now() - started);
+  if (stopAfterMs !== undefined) setTimeout(stop, stopAfterMs);
   const samples = await load;
   const firstHit = samples
     .filter((sample) => sample.path === HOT_PATH && sample.at >= backAt && sample.cache === 'HIT')
@@ -126,12 +139,5 @@ export async function expectRecovered(app: TestApp, run: FaultRun): Promise<void
     HITS_RESUME_WITHIN_MS,
   );
   // Shared reads and flights end within their bounds once the load stops.
-  await pollUntil(
-    'nothing left in flight',
-    async () => {
-      const { reads, flights } = app.cache.inFlight();
-      return reads === 0 && flights === 0;
-    },
-    REQUEST_BOUND_MS,
-  );
+  await nothingInFlight(app.cache, REQUEST_BOUND_MS);
 }

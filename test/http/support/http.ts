@@ -55,6 +55,23 @@ export async function pollUntil(
   }
 }
 
+/** Waits until the cache has no shared read and no flight left, or fails after `withinMs`. */
+export async function nothingInFlight(
+  cache: { inFlight(): { reads: number; flights: number } },
+  withinMs: number,
+): Promise<void> {
+  let last = cache.inFlight();
+  await pollUntil(
+    `nothing left in flight (last seen: ${JSON.stringify(last)})`,
+    async () => {
+      last = cache.inFlight();
+      return last.reads === 0 && last.flights === 0;
+    },
+    withinMs,
+    10,
+  );
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -1,0 +1,277 @@
+import { randomUUID } from 'node:crypto';
+import { type INestApplication, VersioningType } from '@nestjs/common';
+import { describe, expect, it } from 'vitest';
+import { ADAPTERS, backends, usePrivateRedis, useApps } from './support/app.js';
+import { ItemsController } from './support/controllers.js';
+import { json } from './support/http.js';
+import {
+  EncodingController,
+  HeadersController,
+  IdentityController,
+  SecretsController,
+  VersionedController,
+} from './support/setups.js';
+
+// A HIT replays exactly what that client would have been sent, in the set-ups real apps use:
+// serialization hooks, API versioning, per-user identity, middleware that sets headers, a handler
+// that varies on Accept-Encoding, Express's extended query parser, and entries of the wrong shape.
+const redis = usePrivateRedis();
+
+type Instance = {
+  set(name: string, value: unknown): void;
+  use(
+    fn: (req: unknown, res: { setHeader(n: string, v: string): void }, next: () => void) => void,
+  ): void;
+  addHook(name: string, hook: (...args: any[]) => unknown): void;
+};
+const instanceOf = (app: INestApplication) => app.getHttpAdapter().getInstance() as Instance;
+
+const MASK = '***-**-****';
+
+/** Masks `ssn` the way each framework lets an app do it: a json replacer, a preSerialization hook. */
+function maskSsn(adapter: string) {
+  return (app: INestApplication) => {
+    const instance = instanceOf(app);
+    if (adapter === 'express') {
+      instance.set('json replacer', (key: string, value: unknown) =>
+        key === 'ssn' ? MASK : value,
+      );
+    } else {
+      instance.addHook(
+        'preSerialization',
+        async (_req: unknown, _reply: unknown, payload: unknown) =>
+          payload !== null && typeof payload === 'object' && 'ssn' in payload
+            ? { ...payload, ssn: MASK }
+            : payload,
+      );
+    }
+  };
+}
+
+/** Sets per-request headers before the handler: a rate-limit count, a random trace id, traceparent. */
+function perRequestHeaders(adapter: string) {
+  let remaining = 100;
+  const headers = () => ({
+    'x-ratelimit-remaining': String(--remaining),
+    'x-request-trace': randomUUID(),
+    traceparent: `00-${randomUUID().replaceAll('-', '')}-0000000000000001-01`,
+  });
+  return (app: INestApplication) => {
+    const instance = instanceOf(app);
+    if (adapter === 'express') {
+      instance.use((_req, res, next) => {
+        for (const [name, value] of Object.entries(headers())) res.setHeader(name, value);
+        next();
+      });
+    } else {
+      instance.addHook(
+        'onRequest',
+        (_req: unknown, reply: { header(n: string, v: string): void }, done: () => void) => {
+          for (const [name, value] of Object.entries(headers())) reply.header(name, value);
+          done();
+        },
+      );
+    }
+  };
+}
+
+describe.each(ADAPTERS)('on $name', (adapter) => {
+  describe.each(backends(redis))('with the $name backend', (backend) => {
+    const start = useApps();
+    const startWith = (controllers: any[], configure?: (app: INestApplication) => void) =>
+      start({ adapter, controllers, cache: backend.options(), configure });
+
+    it('a serialization hook that masks a field (same length) masks it on every HIT too', async () => {
+      const { send } = await startWith([SecretsController], maskSsn(adapter.name));
+
+      const miss = await send('/secrets/me');
+      const hit = await send('/secrets/me');
+
+      expect(miss.cache).toBe('MISS');
+      expect(json(miss)).toEqual({ run: 1, name: 'Ann', ssn: MASK });
+      expect(hit.cache).toBe('HIT');
+      expect(hit.text).toBe(miss.text);
+    });
+
+    const versionings = [
+      {
+        name: 'header (X-API-Version)',
+        options: { type: VersioningType.HEADER, header: 'X-API-Version' } as const,
+        request: (v: number) => ({
+          path: '/catalog',
+          init: { headers: { 'x-api-version': String(v) } },
+        }),
+      },
+      {
+        name: 'media type (Accept: application/json;v=N)',
+        options: { type: VersioningType.MEDIA_TYPE, key: 'v=' } as const,
+        request: (v: number) => ({
+          path: '/catalog',
+          init: { headers: { accept: `application/json;v=${v}` } },
+        }),
+      },
+      {
+        name: 'URI (/vN/...)',
+        options: { type: VersioningType.URI } as const,
+        request: (v: number) => ({ path: `/v${v}/catalog`, init: {} }),
+      },
+    ];
+
+    it.each(versionings)(
+      'API versioning by $name: v1 and v2 clients each get their own version, MISS and HIT',
+      async ({ options, request }) => {
+        const { send, calls } = await startWith([VersionedController], (app) =>
+          app.enableVersioning(options),
+        );
+        const get = (v: number) => send(request(v).path, request(v).init);
+
+        const v1 = await get(1);
+        const v2 = await get(2);
+        const v1Again = await get(1);
+        const v2Again = await get(2);
+
+        expect(json(v1)).toEqual({ version: 1, run: 1 });
+        expect(json(v2)).toEqual({ version: 2, run: 1 });
+        expect([v1Again.cache, v2Again.cache]).toEqual(['HIT', 'HIT']);
+        expect(json(v1Again).version).toBe(1);
+        expect(json(v2Again).version).toBe(2);
+        expect([calls.of('v1'), calls.of('v2')]).toEqual([1, 1]);
+      },
+    );
+
+    it("@CachePerUser: no identity (undefined) and an empty one bypass; alice and bob never get each other's response", async () => {
+      const { send, calls } = await startWith([IdentityController]);
+      const as = (auth?: string) =>
+        send('/who/bearer', auth === undefined ? {} : { headers: { authorization: auth } });
+
+      const anonymous = [await as(), await as()];
+      const empty = await as('Bearer ');
+      const alice = await as('Bearer alice');
+      const bob = await as('Bearer bob');
+      const aliceAgain = await as('Bearer alice');
+
+      expect(anonymous.map((reply) => reply.cache)).toEqual(['BYPASS', 'BYPASS']);
+      expect(empty.cache).toBe('BYPASS');
+      expect(json(bob).auth).toBe('Bearer bob');
+      expect(aliceAgain.cache).toBe('HIT');
+      expect(json(aliceAgain).auth).toBe('Bearer alice');
+      expect(json(alice).auth).toBe('Bearer alice');
+      expect(calls.of('bearer')).toBe(5);
+    });
+
+    it('@CachePerUser: a numeric id is an identity (cached per user); NaN bypasses', async () => {
+      const { send } = await startWith([IdentityController]);
+      const as = (id?: string) =>
+        send('/who/numeric', id === undefined ? {} : { headers: { 'x-user-id': id } });
+
+      const seven = await as('7');
+      const sevenAgain = await as('7');
+      const eight = await as('8');
+      const notANumber = await as('abc');
+
+      expect([seven.cache, sevenAgain.cache, eight.cache]).toEqual(['MISS', 'HIT', 'MISS']);
+      expect(json(eight).id).toBe('8');
+      expect(json(sevenAgain).id).toBe('7');
+      expect(notANumber.cache).toBe('BYPASS');
+    });
+
+    it('@CachePerUser: an identify that throws bypasses the cache; the request is served', async () => {
+      const { send, calls } = await startWith([IdentityController]);
+
+      const replies = [await send('/who/throws'), await send('/who/throws')];
+
+      expect(replies.map((reply) => [reply.status, reply.cache])).toEqual([
+        [200, 'BYPASS'],
+        [200, 'BYPASS'],
+      ]);
+      expect(calls.of('throws')).toBe(2);
+    });
+
+    it("headers a middleware or hook sets before the handler are the HIT request's own; the handler's header is replayed", async () => {
+      const { send } = await startWith([HeadersController], perRequestHeaders(adapter.name));
+
+      const miss = await send('/headers');
+      const hit = await send('/headers');
+
+      expect(hit.cache).toBe('HIT');
+      expect(hit.headers.get('x-handler')).toBe('yes');
+      expect(miss.headers.get('x-ratelimit-remaining')).toBe('99');
+      expect(hit.headers.get('x-ratelimit-remaining')).toBe('98');
+      expect(hit.headers.get('x-request-trace')).not.toBe(miss.headers.get('x-request-trace'));
+      expect(hit.headers.get('traceparent')).not.toBe(miss.headers.get('traceparent'));
+    });
+
+    it("a handler that marks Vary: Accept-Encoding: each encoding gets its own body, never another's", async () => {
+      const { send } = await startWith([EncodingController]);
+      const get = (encoding: string) =>
+        send('/encoding', { headers: { 'accept-encoding': encoding } });
+
+      const replies = [];
+      for (const encoding of ['gzip', 'br', 'gzip', 'br', 'gzip, br', 'br, gzip']) {
+        replies.push({ encoding, reply: await get(encoding) });
+      }
+
+      for (const { encoding, reply } of replies) {
+        const served = json<{ encoding: string }>(reply).encoding;
+        expect(
+          served
+            .split(',')
+            .map((coding) => coding.trim())
+            .sort(),
+        ).toEqual(
+          encoding
+            .split(',')
+            .map((coding) => coding.trim())
+            .sort(),
+        );
+      }
+      expect(replies.map(({ reply }) => reply.cache)).toEqual([
+        'MISS',
+        'MISS',
+        'MISS',
+        'HIT',
+        'MISS',
+        'HIT',
+      ]);
+    });
+
+    it.each([
+      ['headers: null', { status: 200, headers: null, body: { text: '{}' }, storedAt: 0 }],
+      ['status: NaN', { status: NaN, headers: {}, body: { text: '{}' }, storedAt: 0 }],
+      ['status: 999', { status: 999, headers: {}, body: { text: '{}' }, storedAt: 0 }],
+      ['body.value a string', { status: 200, headers: {}, body: { value: 'x' }, storedAt: 0 }],
+      [
+        'a header value a number',
+        { status: 200, headers: { a: 1 }, body: { text: '{}' }, storedAt: 0 },
+      ],
+      ['not an object', 'hello'],
+    ])('an entry of the wrong shape (%s) is a miss, and is replaced', async (_shape, entry) => {
+      const { send, cache, calls } = await startWith([ItemsController]);
+      await cache.set('http:GET:/items/7?', entry);
+
+      const first = await send('/items/7');
+      const second = await send('/items/7');
+
+      expect([first.status, first.cache]).toEqual([200, 'MISS']);
+      expect(json(first)).toEqual({ run: 1, id: '7' });
+      expect(second.cache).toBe('HIT');
+      expect(calls.of('one')).toBe(1);
+    });
+
+    if (adapter.name === 'express') {
+      it("Express's extended query parser: ?sort[a]=1&sort[b]=1 and ?sort[b]=1&sort[a]=1 are two entries; top-level order is canonical", async () => {
+        const { send, calls } = await startWith([ItemsController], (app) =>
+          instanceOf(app).set('query parser', 'extended'),
+        );
+
+        const ab = await send('/items?sort[a]=1&sort[b]=1&page=2');
+        const ba = await send('/items?sort[b]=1&sort[a]=1&page=2');
+        const pageFirst = await send('/items?page=2&sort[a]=1&sort[b]=1');
+
+        expect([ab.cache, ba.cache, pageFirst.cache]).toEqual(['MISS', 'MISS', 'HIT']);
+        expect(Object.keys(json<{ query: { sort: object } }>(ba).query.sort)).toEqual(['b', 'a']);
+        expect(calls.of('list')).toBe(2);
+      });
+    }
+  });
+});

@@ -1,0 +1,108 @@
+import { Controller, Get, Header, Req, Res, UseInterceptors, Version } from '@nestjs/common';
+import { CacheInterceptor, CachePerUser } from '../../../lib/index.js';
+import { HandlerCalls } from './controllers.js';
+
+interface HeadersOf {
+  headers: Record<string, string | string[] | undefined>;
+}
+
+const header = (request: HeadersOf, name: string) => request.headers[name] as string | undefined;
+
+/** A record with a field that a serialization hook of the app masks. */
+@Controller('secrets')
+@UseInterceptors(CacheInterceptor)
+export class SecretsController {
+  constructor(private readonly calls: HandlerCalls) {}
+
+  @Get('me')
+  me() {
+    return { run: this.calls.ran('secrets'), name: 'Ann', ssn: '123-45-6789' };
+  }
+}
+
+/** One path, two handlers: version 1 and version 2 (header, media-type or URI versioning). */
+@Controller('catalog')
+@UseInterceptors(CacheInterceptor)
+export class VersionedController {
+  constructor(private readonly calls: HandlerCalls) {}
+
+  @Get()
+  @Version('1')
+  v1() {
+    return { version: 1, run: this.calls.ran('v1') };
+  }
+
+  @Get()
+  @Version('2')
+  v2() {
+    return { version: 2, run: this.calls.ran('v2') };
+  }
+}
+
+/** Routes cached per user, with identify functions of every kind. */
+@Controller('who')
+@UseInterceptors(CacheInterceptor)
+export class IdentityController {
+  constructor(private readonly calls: HandlerCalls) {}
+
+  /** The user is the bearer token's name: '' for `Bearer ` alone, undefined without the header. */
+  @Get('bearer')
+  @CachePerUser((ctx) => {
+    const value = header(ctx.switchToHttp().getRequest(), 'authorization');
+    return value?.startsWith('Bearer ') ? value.slice(7) : undefined;
+  })
+  bearer(@Req() request: HeadersOf) {
+    return { run: this.calls.ran('bearer'), auth: header(request, 'authorization') ?? null };
+  }
+
+  /** A numeric id, as `req.user?.id` usually is. */
+  @Get('numeric')
+  @CachePerUser((ctx) => {
+    const value = header(ctx.switchToHttp().getRequest(), 'x-user-id');
+    return value === undefined ? undefined : Number(value);
+  })
+  numeric(@Req() request: HeadersOf) {
+    return { run: this.calls.ran('numeric'), id: header(request, 'x-user-id') ?? null };
+  }
+
+  @Get('throws')
+  @CachePerUser(() => {
+    throw new Error('no session store');
+  })
+  throws() {
+    return { run: this.calls.ran('throws') };
+  }
+}
+
+/** A header the handler sets, beside those a middleware or hook sets before it. */
+@Controller('headers')
+@UseInterceptors(CacheInterceptor)
+export class HeadersController {
+  constructor(private readonly calls: HandlerCalls) {}
+
+  @Get()
+  @Header('x-handler', 'yes')
+  handler() {
+    return { run: this.calls.ran('headers') };
+  }
+}
+
+/** A handler whose body depends on Accept-Encoding, and says so. */
+@Controller('encoding')
+@UseInterceptors(CacheInterceptor)
+export class EncodingController {
+  constructor(private readonly calls: HandlerCalls) {}
+
+  @Get()
+  encoding(
+    @Req() request: HeadersOf,
+    @Res({ passthrough: true }) response: { setHeader?: unknown; header?: unknown },
+  ) {
+    const set = (response.setHeader ?? response.header) as (name: string, value: string) => void;
+    set.call(response, 'Vary', 'Accept-Encoding');
+    return {
+      run: this.calls.ran('encoding'),
+      encoding: header(request, 'accept-encoding') ?? null,
+    };
+  }
+}
