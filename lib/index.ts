@@ -26,6 +26,7 @@ export {
   FactoryTimeoutError,
   InvalidKeyError,
   InvalidTtlError,
+  OperationTimeoutError,
   UnserializableValueError,
 } from './errors.js';
 export { CacheInterceptor, type RoutePolicy } from './http/cache.interceptor.js';

@@ -58,6 +58,16 @@ describe('MemoryCache bounds', () => {
     expect(await cache.get(keys[0]!)).toBeUndefined();
   });
 
+  it('ttl() never says more than the ttl given, even right after set() on a busy event loop', async () => {
+    const cache = new MemoryCache({ prefix: 'ttl' });
+    let most = 0;
+    for (let i = 0; i < 5_000; i += 1) {
+      await cache.set(`k${i % 50}`, i, 1);
+      most = Math.max(most, (await cache.ttl(`k${i % 50}`)) as number);
+    }
+    expect(most).toBeLessThanOrEqual(1);
+  });
+
   it('refuses a non-positive memory.maxBytes', () => {
     expect(() => new MemoryCache({ memory: { maxBytes: 0 } })).toThrow(/memory\.maxBytes/);
   });

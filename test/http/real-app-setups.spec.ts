@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import { type INestApplication, VersioningType } from '@nestjs/common';
 import { describe, expect, it } from 'vitest';
 import { ADAPTERS, backends, usePrivateRedis, useApps } from './support/app.js';
@@ -75,6 +76,48 @@ function perRequestHeaders(adapter: string) {
   };
 }
 
+/**
+ * Compresses every response after the handler, as compression does: Express's `compression`
+ * wraps write()/end() in a middleware, @fastify/compress rewrites the payload in an onSend hook.
+ */
+function gzipAfterHandler(adapter: string) {
+  return (app: INestApplication) => {
+    const instance = instanceOf(app);
+    if (adapter === 'express') {
+      instance.use((_req, res, next) => {
+        const raw = res as unknown as {
+          write: (...args: unknown[]) => boolean;
+          end: (...args: unknown[]) => unknown;
+          setHeader(n: string, v: string): void;
+          removeHeader(n: string): void;
+        };
+        const chunks: Buffer[] = [];
+        const end = raw.end.bind(raw);
+        raw.write = (chunk: unknown) => {
+          if (chunk) chunks.push(Buffer.from(chunk as string));
+          return true;
+        };
+        raw.end = (chunk?: unknown) => {
+          if (chunk && typeof chunk !== 'function') chunks.push(Buffer.from(chunk as string));
+          raw.setHeader('content-encoding', 'gzip');
+          raw.removeHeader('content-length');
+          return end(gzipSync(Buffer.concat(chunks)));
+        };
+        next();
+      });
+    } else {
+      instance.addHook(
+        'onSend',
+        async (_req: unknown, reply: { header(n: string, v: string): void }, payload: unknown) => {
+          if (typeof payload !== 'string') return payload;
+          reply.header('content-encoding', 'gzip');
+          return gzipSync(payload);
+        },
+      );
+    }
+  };
+}
+
 describe.each(ADAPTERS)('on $name', (adapter) => {
   describe.each(backends(redis))('with the $name backend', (backend) => {
     const start = useApps();
@@ -91,6 +134,22 @@ describe.each(ADAPTERS)('on $name', (adapter) => {
       expect(json(miss)).toEqual({ run: 1, name: 'Ann', ssn: MASK });
       expect(hit.cache).toBe('HIT');
       expect(hit.text).toBe(miss.text);
+    });
+
+    it('a body compressed after the handler: every HIT decodes to the same body as the MISS (the route stores values)', async () => {
+      const { send, calls } = await startWith([SecretsController], gzipAfterHandler(adapter.name));
+
+      const replies = [
+        await send('/secrets/me'),
+        await send('/secrets/me'),
+        await send('/secrets/me'),
+      ];
+
+      for (const reply of replies) expect(reply.status).toBe(200);
+      // The first response shows the encoding and is not stored; from the next MISS on, values are.
+      expect(replies.map((reply) => reply.cache)).toEqual(['MISS', 'MISS', 'HIT']);
+      expect(json(replies[2]!)).toEqual(json(replies[1]!));
+      expect(calls.of('secrets')).toBe(2);
     });
 
     const versionings = [
