@@ -97,6 +97,9 @@ const MISS = Symbol('nest-cache:miss');
  */
 export const readShared = Symbol('nest-cache:read-shared');
 
+/** Bounds one round trip of a multi-step backend call (clear): its outcome, or a rejection after operationTimeout. */
+export type Step = <T>(call: PromiseLike<T>) => Promise<T>;
+
 /** A value, or a promise of it: what a backend that can answer synchronously returns. */
 export type MaybePromise<T> = T | PromiseLike<T>;
 
@@ -182,7 +185,11 @@ export abstract class BaseCache {
   /** Remaining time to live in ms; null when the entry never expires; undefined when missing. */
   protected abstract entryTtl(key: string): Promise<number | null | undefined>;
   /** Deletes every key that starts with `namespace` (which ends with ':'), and nothing else. */
-  protected abstract clearNamespace(namespace: string): Promise<void>;
+  /**
+   * Deletes every key that starts with `namespace`, in as many round trips as it takes: pass each
+   * one through `step`, which gives up on it (and so on clear()) after operationTimeout.
+   */
+  protected abstract clearNamespace(namespace: string, step: Step): Promise<void>;
   /** Releases what the backend opened. Called once. */
   protected abstract closeBackend(): Promise<void>;
 
@@ -258,8 +265,13 @@ export abstract class BaseCache {
     this.assertOpen('clear');
     this.forgetAllReads();
     // Not bounded as one call: a namespace is cleared in as many round trips as it takes (SCAN on
-    // Redis), each bounded by the backend; giving up on it would leave it deleting behind our back.
-    await this.attempt('clear', undefined, () => this.clearNamespace(this.namespace), false);
+    // Redis); each is bounded through `step`, and a step given up on ends the walk.
+    await this.attempt(
+      'clear',
+      undefined,
+      () => this.clearNamespace(this.namespace, this.clearStep),
+      false,
+    );
   }
 
   /** Values for `keys`, in order; undefined where missing. */
@@ -417,6 +429,8 @@ export abstract class BaseCache {
       return fallback;
     }
   }
+
+  private readonly clearStep: Step = (call) => this.bounded('clear', call);
 
   /**
    * The backend call's outcome, or an OperationTimeoutError once operationTimeout (up to a quarter

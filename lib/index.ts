@@ -12,6 +12,7 @@ export {
   type CacheEntry,
   type CacheStats,
   type MaybePromise,
+  type Step,
   type StoredEntry,
 } from './base-cache.js';
 export type { Flight, Flights, Landing, Lead } from './flights.js';

@@ -64,8 +64,8 @@ export const messages = {
   malformedResponseEntry: (path: string) =>
     `The cached entry of GET ${path} is not a response entry CacheInterceptor can replay (another program, or another version, wrote it under this key); it was treated as a miss and deleted. Later ones of this route are not reported.`,
 
-  encodedAfterHandler: (path: string) =>
-    `The response of GET ${path} was encoded after the handler (Content-Encoding set by a compression hook, say), so its bytes cannot be replayed as they are; from its next MISS on the route stores the handler's value, and every HIT goes through the framework's send again. Later ones of this route are not reported.`,
+  replayedAsValues: (path: string) =>
+    `The bytes sent for GET ${path} are not what its handler returned serializes to: something after the handler changed them (a json replacer, a serialization or onSend hook, compression), and replaying them would skip or repeat that step. The route stores the handler's value instead, and every HIT goes through the framework's send again. Later ones of this route are not reported.`,
 
   keyedOnAcceptEncoding: (path: string) =>
     `The response of GET ${path} varies on Accept-Encoding (a compression step, or the handler, said so): from now on the route's key includes the encodings the client accepts, so each has an entry of its own. Add @CacheVary('accept-encoding') to say so up front. Later ones of this route are not reported.`,

@@ -8,6 +8,7 @@ import {
   InvalidTtlError,
   MemoryCache,
   RedisCache,
+  type Step,
 } from '../lib/index.js';
 import { pollUntil } from './http/support/http.js';
 import { usePrivateRedis } from './support/redis-server.js';
@@ -38,11 +39,24 @@ class SilentCache extends BaseCache {
   protected entryTtl() {
     return this.never('ttl');
   }
-  protected clearNamespace() {
-    return this.never('clear');
+  protected clearNamespace(_namespace: string, step: Step) {
+    // A walk whose first round trip never answers.
+    return step(this.never('clear'));
   }
   protected closeBackend() {
     return this.never('close');
+  }
+}
+
+/** A memory backend whose clear() takes 20 round trips of half an operationTimeout each. */
+class SteppingCache extends MemoryCache {
+  steps = 0;
+  protected override async clearNamespace(namespace: string, step: Step): Promise<void> {
+    for (let i = 0; i < 20; i += 1) {
+      await step(new Promise((resolve) => setTimeout(resolve, OPERATION_TIMEOUT_MS / 2)));
+      this.steps += 1;
+    }
+    await super.clearNamespace(namespace, step);
   }
 }
 
@@ -108,14 +122,25 @@ describe('a backend that never answers', () => {
     expect(vi.getTimerCount()).toBe(0);
   });
 
-  it('clear() is not given up as one call: it walks the namespace in as many round trips as it takes, each bounded by the backend', async () => {
+  it('clear(): a round trip that never answers is given up at operationTimeout, and clear() resolves (failing open)', async () => {
     const cache = silent();
+    const clearing = track(cache.clear());
+
+    await vi.advanceTimersByTimeAsync(GIVEN_UP_BY_MS);
+
+    expect(clearing.settled).toBe(true);
+    expect(cache.stats.errors).toBe(1);
+  });
+
+  it('clear() is not given up as a whole: a walk of many round trips, each answering, runs to its end', async () => {
+    const cache = new SteppingCache({ operationTimeout: `${OPERATION_TIMEOUT_MS}ms` });
     const clearing = track(cache.clear());
 
     await vi.advanceTimersByTimeAsync(10 * OPERATION_TIMEOUT_MS);
 
-    expect(clearing.settled).toBe(false);
-    expect(cache.calls).toEqual(['clear']);
+    expect(clearing.settled).toBe(true);
+    expect(cache.steps).toBe(20);
+    expect(cache.stats.errors).toBe(0);
   });
 
   it('close() resolves after 2.5 s (a backend shutdown may take longer than one call), or operationTimeout when that is longer', async () => {
@@ -128,6 +153,17 @@ describe('a backend that never answers', () => {
 
     expect(closing.settled).toBe(true);
     expect(cache.isClosed).toBe(true);
+  });
+
+  it('close() with an operationTimeout longer than 2.5 s waits operationTimeout', async () => {
+    const cache = silent({ operationTimeout: '4s' });
+    const closing = track(cache.close());
+
+    await vi.advanceTimersByTimeAsync(4_000 - 1);
+    expect(closing.settled).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+
+    expect(closing.settled).toBe(true);
   });
 
   it('getOrSet: the read fails open at operationTimeout, then the factory runs and its value is returned', async () => {
@@ -224,7 +260,7 @@ describe('Redis timeouts', () => {
 describe('a Redis client of your own whose commandTimeout outlasts operationTimeout', () => {
   const redis = usePrivateRedis();
 
-  it('is used as it is (it keeps your settings), and its calls still settle within operationTimeout', async () => {
+  it('is used as it is (it keeps your settings), and with Redis frozen its calls still settle within operationTimeout', async () => {
     const client = new Redis(redis.server.url, {
       commandTimeout: 5_000,
       enableOfflineQueue: false,
@@ -239,7 +275,12 @@ describe('a Redis client of your own whose commandTimeout outlasts operationTime
     try {
       await cache.set('k', 'v');
       expect(await cache.get('k')).toBe('v');
+      redis.server.freeze();
+      const started = performance.now();
+      expect(await cache.get('k')).toBeUndefined();
+      expect(performance.now() - started).toBeLessThan(300 * 1.25 + 1_000);
     } finally {
+      redis.server.resume();
       await cache.close();
       client.disconnect();
     }

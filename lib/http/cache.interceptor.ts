@@ -6,12 +6,12 @@ import {
   Logger,
   type NestInterceptor,
   StreamableFile,
-  VERSION_NEUTRAL,
 } from '@nestjs/common';
 import {
   INTERCEPTORS_METADATA,
   RESPONSE_PASSTHROUGH_METADATA,
   ROUTE_ARGS_METADATA,
+  SSE_METADATA,
   VERSION_METADATA,
 } from '@nestjs/common/constants.js';
 import { RouteParamtypes } from '@nestjs/common/enums/route-paramtypes.enum.js';
@@ -40,8 +40,10 @@ import {
   clientWantsFresh,
   type SentResponse,
   headersNow,
+  isCachedResponse,
+  RESPONSE_ENTRY_FORMAT,
   storedHeaders,
-  variesOn,
+  unkeyedVary,
   hasUnkeyedCredentials,
   whyNotStorable,
 } from './cacheability.js';
@@ -54,8 +56,11 @@ export interface RoutePolicy {
   noCache: boolean;
   ttl: Ttl | undefined;
   name: CacheKeyName | undefined;
-  /** Lowercase request headers in the key: the module's `http.vary` plus the route's @CacheVary. */
-  vary: string[];
+  /**
+   * Lowercase request headers in the key: the module's `http.vary` plus the route's @CacheVary
+   * (and Accept-Encoding once a response said it varies on it). Replaced, never changed in place.
+   */
+  vary: readonly string[];
   identify: IdentifyUser | undefined;
   isPublic: boolean;
   /**
@@ -64,7 +69,7 @@ export interface RoutePolicy {
    */
   sendsItself: boolean;
   /** The API version(s) the handler serves (@Version, or its controller's), part of its key. */
-  version: string | undefined;
+  versions: readonly (string | symbol)[] | undefined;
   /** How HITs are replayed; decided at the route's first cacheable request. */
   replayAs?: 'bytes' | 'value';
 }
@@ -107,7 +112,8 @@ export class CacheInterceptor implements NestInterceptor {
   /** Concurrent misses of one key run the handler once; shared by every interceptor of the cache. */
   private readonly flights: Flights<CachedResponse>;
   private readonly policies = new WeakMap<object, WeakMap<object, RoutePolicy>>();
-  private readonly warned = new WeakSet<RoutePolicy>();
+  /** The kinds of warning already given per route: each is logged once per route. */
+  private readonly warned = new WeakMap<RoutePolicy, Set<string>>();
 
   constructor(
     protected readonly cache: BaseCache,
@@ -121,23 +127,19 @@ export class CacheInterceptor implements NestInterceptor {
     this.flights = cache.singleFlight<CachedResponse>('nest-cache:responses');
   }
 
-  async intercept(context: ExecutionContext, next: CallHandler): Promise<Observable<unknown>> {
+  intercept(
+    context: ExecutionContext,
+    next: CallHandler,
+  ): Observable<unknown> | Promise<Observable<unknown>> {
     if (this.options.enabled === false || context.getType() !== 'http') return next.handle();
     const http = context.switchToHttp();
     const request = http.getRequest();
-    const response = http.getResponse();
     if (request.method !== 'GET' && request.method !== 'HEAD') return next.handle();
     if (inside.has(request)) {
-      this.warnOnce(context, messages.interceptorTwice(pathOf(request)));
+      this.warnOnce(context, 'twice', messages.interceptorTwice(pathOf(request)));
       return next.handle();
     }
-    inside.add(request);
-    try {
-      return await this.serve(context, request, response, next);
-    } catch (error) {
-      inside.delete(request);
-      throw error;
-    }
+    return this.serve(context, request, http.getResponse(), next);
   }
 
   /** A HIT, or the handler's response (led, followed, or alone); see intercept(). */
@@ -147,8 +149,12 @@ export class CacheInterceptor implements NestInterceptor {
     response: any,
     next: CallHandler,
   ): Promise<Observable<unknown>> {
+    const policy = this.policyFor(context);
+    // The headers this request's key is built with: policy.vary is replaced, never changed in
+    // place, when the route learns to vary on Accept-Encoding (see storable()).
+    const vary = policy.vary;
     const key =
-      !this.policyFor(context).sendsItself && this.isRequestCacheable(context)
+      !policy.sendsItself && this.isRequestCacheable(context)
         ? this.keyOrBypass(context)
         : undefined;
     if (key === undefined) {
@@ -160,13 +166,13 @@ export class CacheInterceptor implements NestInterceptor {
       // Shared with the concurrent requests of this key: replay() only reads the entry.
       const cached = await this.cache[readShared]<unknown>(key);
       if (cached !== undefined) {
-        const body = this.bodyOf(cached);
+        const body = this.bodyOf(context, cached, vary);
         if (body !== NOT_REPLAYABLE) {
-          return this.hit(request, response, cached as CachedResponse, body);
+          return this.hit(response, cached as CachedResponse, body);
         }
-        // Decoded, but not an entry this interceptor wrote (or one it can no longer read): a
-        // miss, and removed, like an entry that does not decode.
-        this.warnOnce(context, messages.malformedResponseEntry(pathOf(request)));
+        // Decoded, but not an entry this interceptor wrote (or one it can no longer read, or one
+        // that varies on a header this key lacks): a miss, and removed, like an undecodable entry.
+        this.warnOnce(context, 'malformed', messages.malformedResponseEntry(pathOf(request)));
         void this.cache.delete(key);
       }
     }
@@ -177,32 +183,41 @@ export class CacheInterceptor implements NestInterceptor {
       // never finish, and the requests following it would wait for nothing.
       if (clientGone(response)) return this.passThrough(request, response, next);
       const lead = mayLead ? this.flights.lead(key) : undefined;
-      if (lead) return this.run(context, key, next, lead);
+      if (lead) return this.run(context, key, vary, next, lead);
       const flight = this.flights.get(key);
       if (!flight) break;
       const landing = await flight.landing;
       if (landing.kind === 'value') {
-        const body = this.bodyOf(landing.value);
-        if (body !== NOT_REPLAYABLE) return this.hit(request, response, landing.value, body);
+        const body = this.bodyOf(context, landing.value, vary);
+        if (body !== NOT_REPLAYABLE) return this.hit(response, landing.value, body);
       }
       // The leader's client left: lead the next flight, or follow it. After a response that may
       // not be shared, or a flight that ran out of time, this request runs the handler now.
       if (landing.kind !== 'empty') break;
     }
     return mayLead && !clientGone(response)
-      ? this.run(context, key, next, undefined)
+      ? this.run(context, key, vary, next, undefined)
       : this.passThrough(request, response, next);
   }
 
-  private hit(request: object, response: unknown, entry: CachedResponse, body: unknown) {
-    inside.delete(request);
+  private hit(response: unknown, entry: CachedResponse, body: unknown): Observable<unknown> {
     return of(this.replay(response, entry, body));
   }
 
-  /** The handler's observable; the request is no longer inside once it ends (see `inside`). */
+  /**
+   * The handler's observable. The request is inside a CacheInterceptor from the moment it is
+   * subscribed until it ends (see `inside`); a HIT never is.
+   */
   private handled(request: object, next: CallHandler): Observable<unknown> {
     const leave = () => void inside.delete(request);
-    return next.handle().pipe(tap({ complete: leave, error: leave, unsubscribe: leave }));
+    return next.handle().pipe(
+      tap({
+        subscribe: () => inside.add(request),
+        complete: leave,
+        error: leave,
+        unsubscribe: leave,
+      }),
+    );
   }
 
   /**
@@ -222,7 +237,7 @@ export class CacheInterceptor implements NestInterceptor {
       path: pathOf(request),
       params: request.params ?? {},
       query: request.query ?? {},
-      version: policy.version,
+      versions: policy.versions,
       headers:
         policy.vary.length === 0
           ? NO_HEADERS
@@ -257,6 +272,7 @@ export class CacheInterceptor implements NestInterceptor {
     } catch (error) {
       this.warnOnce(
         context,
+        'identify',
         messages.identifyFailed(
           pathOf(context.switchToHttp().getRequest()),
           error instanceof Error ? error.message : String(error),
@@ -271,7 +287,7 @@ export class CacheInterceptor implements NestInterceptor {
 
   /** Why the response that was sent may not be stored, or undefined when it may. */
   protected isResponseCacheable(sent: SentResponse, context: ExecutionContext): string | undefined {
-    return whyNotStorable(sent, this.statuses, this.policyFor(context).vary);
+    return whyNotStorable(sent, this.statuses, sent.keyedHeaders ?? this.policyFor(context).vary);
   }
 
   /** The decorators of the route and its controller, read once per route. */
@@ -297,8 +313,11 @@ export class CacheInterceptor implements NestInterceptor {
         ],
         identify: read<IdentifyUser>(CACHE_PER_USER_METADATA),
         isPublic: read<boolean>(CACHE_PUBLIC_METADATA) === true,
-        sendsItself: sendsResponseItself(controller, handler),
-        version: versionOf(handler, controller),
+        // An event stream (@Sse) is never a cacheable response either.
+        sendsItself:
+          sendsResponseItself(controller, handler) ||
+          Reflect.getMetadata(SSE_METADATA, handler) === true,
+        versions: versionsOf(handler, controller),
       };
       byHandler.set(handler, policy);
     }
@@ -337,6 +356,7 @@ export class CacheInterceptor implements NestInterceptor {
   private run(
     context: ExecutionContext,
     key: string,
+    vary: readonly string[],
     next: CallHandler,
     lead: Lead<CachedResponse> | undefined,
   ): Observable<unknown> {
@@ -344,8 +364,10 @@ export class CacheInterceptor implements NestInterceptor {
     this.mark(response, 'MISS');
     const replayAs = this.replayAs(context);
     const raw = rawOf(response);
-    // In byte mode the entry keeps the bytes the client received, recorded as they are sent.
-    const sentBody = replayAs === 'bytes' ? new SentBody(raw, MAX_RECORDED_BODY_BYTES) : undefined;
+    // In byte mode the entry keeps the bytes the client received, recorded as they are sent, once
+    // the handler's value is known to be storable (a stream or a file is never recorded).
+    let sentBody: SentBody | undefined;
+    let handlerValue: unknown;
     let settled = false;
     const settle = async (entry: CachedResponse | undefined, sent: boolean) => {
       if (settled) return;
@@ -365,12 +387,13 @@ export class CacheInterceptor implements NestInterceptor {
     const onFinish = () => {
       let entry: CachedResponse | undefined;
       try {
-        const stored = body === AS_SENT ? this.sentText(context, response, sentBody!) : body;
-        entry = this.storable(context, response, stored, before);
+        const stored = body === AS_SENT ? this.sentBodyOf(context, sentBody, handlerValue) : body;
+        entry = this.storable(context, response, stored, before, vary);
       } catch (error) {
         // A throwing isResponseCacheable() override, say: the response is served, not stored.
         this.warnOnce(
           context,
+          'not-stored',
           messages.responseNotStored(
             pathOf(request),
             error instanceof Error ? error.message : String(error),
@@ -386,7 +409,13 @@ export class CacheInterceptor implements NestInterceptor {
     raw.once('finish', onFinish).once('close', onClose);
     return this.handled(request, next).pipe(
       tap({
-        next: (value) => (body = this.cachedBody(value, replayAs)),
+        next: (value) => {
+          body = this.cachedBody(value, replayAs);
+          if (body === AS_SENT && !raw.headersSent) {
+            handlerValue = value;
+            sentBody = new SentBody(raw, MAX_RECORDED_BODY_BYTES);
+          }
+        },
         // A failure is never stored: the flight ends now, before the error response is even sent,
         // so a retry of this very request (a retry interceptor outside) does not wait on it.
         error: () => void settle(undefined, true),
@@ -395,28 +424,37 @@ export class CacheInterceptor implements NestInterceptor {
   }
 
   /**
-   * The body of a byte-mode entry: the text the client received, or undefined when it cannot be
-   * replayed as text exactly (over MAX_RECORDED_BODY_BYTES, not UTF-8, or encoded after the
-   * handler, by a compression hook, say: the route then stores values from its next MISS on).
+   * The body of a byte-mode entry: the text the client received, when it is exactly what the
+   * handler's value serializes to. Otherwise something after the handler changed the bytes (a
+   * json replacer, a serialization or onSend hook, compression) and replaying them would skip or
+   * repeat that step: the route stores the handler's value from now on, and every HIT goes
+   * through the framework's send again.
    */
-  private sentText(
+  private sentBodyOf(
     context: ExecutionContext,
-    response: any,
-    sentBody: SentBody,
+    sentBody: SentBody | undefined,
+    value: unknown,
   ): CachedBody | undefined {
-    const encoding = response.getHeader('content-encoding');
-    if (encoding !== undefined && String(encoding).toLowerCase() !== 'identity') {
-      this.policyFor(context).replayAs = 'value';
-      this.warnOnce(
-        context,
-        messages.encodedAfterHandler(pathOf(context.switchToHttp().getRequest())),
-      );
-      return undefined;
+    const sent = sentBody?.bytes();
+    if (sent === undefined) return undefined; // over MAX_RECORDED_BODY_BYTES
+    let expected: string | undefined;
+    try {
+      expected = typeof value === 'string' ? value : JSON.stringify(value);
+    } catch {
+      return undefined; // Nest could not have sent it either
     }
-    const bytes = sentBody.bytes();
-    if (bytes === undefined) return undefined;
-    const text = bytes.toString('utf8');
-    return Buffer.from(text).equals(bytes) ? { text } : undefined;
+    if (expected !== undefined && sent.equals(Buffer.from(expected))) return { text: expected };
+    this.policyFor(context).replayAs = 'value';
+    this.warnOnce(
+      context,
+      'values',
+      messages.replayedAsValues(pathOf(context.switchToHttp().getRequest())),
+    );
+    try {
+      return { value: this.cache.serializer.serialize(value) };
+    } catch {
+      return undefined; // not plain data: served, not stored
+    }
   }
 
   /** The entry to store for the response that was sent, or undefined when it may not be stored. */
@@ -425,39 +463,54 @@ export class CacheInterceptor implements NestInterceptor {
     response: any,
     body: CachedBody | undefined,
     before: Record<string, unknown>,
-  ) {
+    vary: readonly string[],
+  ): CachedResponse | undefined {
     const sent: SentResponse = {
       status: response.statusCode,
       headers: response.getHeaders(),
       body,
+      keyedHeaders: vary,
     };
-    const policy = this.policyFor(context);
-    if (!policy.vary.includes('accept-encoding') && variesOn(sent.headers, 'accept-encoding')) {
-      // The body depends on the encoding the client accepts (a compression step, or the handler):
-      // from now on the route is keyed by it, so each encoding has an entry of its own.
-      policy.vary.push('accept-encoding');
-      this.warnOnce(
-        context,
-        messages.keyedOnAcceptEncoding(pathOf(context.switchToHttp().getRequest())),
-      );
-      return undefined;
-    }
+    const unkeyed = unkeyedVary(sent.headers, vary);
+    if (unkeyed.includes('accept-encoding')) this.learnAcceptEncoding(context);
     const why = this.isResponseCacheable(sent, context);
     if (why === undefined && body !== undefined) {
       return {
+        format: RESPONSE_ENTRY_FORMAT,
         status: sent.status,
         headers: storedHeaders(sent.headers, body, before),
         body,
         storedAt: Date.now(),
       };
     }
-    if (why?.includes('varies')) {
+    if (why !== undefined && unkeyed.length > 0) {
       this.warnOnce(
         context,
+        'varies',
         messages.responseNotStored(pathOf(context.switchToHttp().getRequest()), why),
       );
     }
     return undefined;
+  }
+
+  /**
+   * The route's responses depend on the encoding the client accepts (a compression step, or the
+   * handler, says Vary: Accept-Encoding): from now on its default key includes it, so each
+   * encoding has an entry of its own. A key of your own (http.key, trackBy) is not changed: such
+   * responses are then never stored, until the key includes the encoding and the route says so
+   * with @CacheVary('accept-encoding').
+   */
+  private learnAcceptEncoding(context: ExecutionContext): void {
+    const policy = this.policyFor(context);
+    const defaultKey =
+      this.http.key === undefined && this.trackBy === CacheInterceptor.prototype.trackBy;
+    if (!defaultKey || policy.vary.includes('accept-encoding')) return;
+    policy.vary = [...policy.vary, 'accept-encoding'];
+    this.warnOnce(
+      context,
+      'accept-encoding',
+      messages.keyedOnAcceptEncoding(pathOf(context.switchToHttp().getRequest())),
+    );
   }
 
   private async write(
@@ -471,6 +524,7 @@ export class CacheInterceptor implements NestInterceptor {
       // A value the serializer cannot store exactly (a class instance, say) is served, not cached.
       this.warnOnce(
         context,
+        'not-stored',
         messages.responseNotStored(
           pathOf(context.switchToHttp().getRequest()),
           error instanceof Error ? error.message : String(error),
@@ -487,8 +541,10 @@ export class CacheInterceptor implements NestInterceptor {
   private replayAs(context: ExecutionContext): 'bytes' | 'value' {
     const policy = this.policyFor(context);
     if (policy.replayAs === undefined) {
-      // Nest runs global interceptors, then the controller's, then the route's, outermost first.
+      // Nest runs global interceptors (request-scoped ones among them, which ApplicationConfig
+      // lists apart: any of them is outside), then the controller's, then the route's.
       const outermost = [
+        ...this.appConfig.getGlobalRequestInterceptors(),
         ...this.appConfig.getGlobalInterceptors(),
         ...(this.reflector.get<unknown[]>(INTERCEPTORS_METADATA, context.getClass()) ?? []),
         ...(this.reflector.get<unknown[]>(INTERCEPTORS_METADATA, context.getHandler()) ?? []),
@@ -531,8 +587,14 @@ export class CacheInterceptor implements NestInterceptor {
    * What a HIT of `entry` returns (the stored text, or a fresh copy of the stored value), or
    * NOT_REPLAYABLE when `entry` is not a well-formed response entry.
    */
-  private bodyOf(entry: unknown): unknown {
+  private bodyOf(context: ExecutionContext, entry: unknown, vary: readonly string[]): unknown {
     if (!isCachedResponse(entry)) return NOT_REPLAYABLE;
+    if (entry.headers['vary'] !== undefined) {
+      // Written by an older version, or by a process that keyed the route otherwise.
+      const unkeyed = unkeyedVary(entry.headers, vary);
+      if (unkeyed.includes('accept-encoding')) this.learnAcceptEncoding(context);
+      if (unkeyed.length > 0) return NOT_REPLAYABLE;
+    }
     if ('text' in entry.body) return entry.body.text;
     try {
       return this.cache.serializer.deserialize(entry.body.value);
@@ -562,10 +624,12 @@ export class CacheInterceptor implements NestInterceptor {
     this.adapterHost.httpAdapter.setHeader(response, 'x-cache', status);
   }
 
-  private warnOnce(context: ExecutionContext, message: string): void {
+  private warnOnce(context: ExecutionContext, kind: string, message: string): void {
     const policy = this.policyFor(context);
-    if (this.warned.has(policy)) return;
-    this.warned.add(policy);
+    let given = this.warned.get(policy);
+    if (!given) this.warned.set(policy, (given = new Set()));
+    if (given.has(kind)) return;
+    given.add(kind);
     this.logger.warn(message);
   }
 }
@@ -574,34 +638,6 @@ const NOT_REPLAYABLE = Symbol('nest-cache:not-replayable');
 
 /** A byte-mode body before it is sent: the entry will keep the bytes sent (see sentText). */
 const AS_SENT = Symbol('nest-cache:as-sent');
-
-/** Whether `value` has the shape of an entry storable() made: anything else is never replayed. */
-function isCachedResponse(value: unknown): value is CachedResponse {
-  if (value === null || typeof value !== 'object') return false;
-  const { status, headers, body, storedAt } = value as Partial<CachedResponse>;
-  return (
-    typeof status === 'number' &&
-    Number.isInteger(status) &&
-    status >= 100 &&
-    status <= 599 &&
-    isHeaderRecord(headers) &&
-    typeof body === 'object' &&
-    body !== null &&
-    (('text' in body && typeof body.text === 'string') ||
-      ('value' in body && body.value instanceof Uint8Array)) &&
-    typeof storedAt === 'number' &&
-    Number.isFinite(storedAt)
-  );
-}
-
-function isHeaderRecord(headers: unknown): headers is Record<string, string | string[]> {
-  if (headers === null || typeof headers !== 'object' || Array.isArray(headers)) return false;
-  for (const value of Object.values(headers)) {
-    if (typeof value === 'string') continue;
-    if (!Array.isArray(value) || !value.every((item) => typeof item === 'string')) return false;
-  }
-  return true;
-}
 
 function requestAndResponse(context: ExecutionContext): { request: any; response: any } {
   const http = context.switchToHttp();
@@ -621,15 +657,17 @@ function clientGone(response: unknown): boolean {
 
 /**
  * The version(s) a handler is declared for, as Nest routes them: its own @Version, else its
- * controller's. Handlers of other versions answer the same path, so the version joins the key.
+ * controller's (VERSION_NEUTRAL stays a symbol). Handlers of other versions answer the same path,
+ * so the versions join the key.
  */
-function versionOf(handler: object, controller: object): string | undefined {
+function versionsOf(handler: object, controller: object): (string | symbol)[] | undefined {
   const version: unknown =
     Reflect.getMetadata(VERSION_METADATA, handler) ??
     Reflect.getMetadata(VERSION_METADATA, controller);
   if (version === undefined) return undefined;
-  const versions = Array.isArray(version) ? version : [version];
-  return versions.map((v) => (v === VERSION_NEUTRAL ? 'neutral' : String(v))).join(',');
+  return (Array.isArray(version) ? version : [version]).map((v) =>
+    typeof v === 'symbol' ? v : String(v),
+  );
 }
 
 /** Whether the handler takes @Res() or @Next() without passthrough, as Nest decides it. */

@@ -1,3 +1,4 @@
+import { validateHeaderName, validateHeaderValue } from 'node:http';
 import {
   CREDENTIAL_HEADERS,
   UNSTORED_RESPONSE_HEADER_PREFIXES,
@@ -14,8 +15,16 @@ import {
  */
 export type CachedBody = { text: string } | { value: Uint8Array };
 
+/**
+ * The layout of response entries. Bump it when what an entry means changes: entries of another
+ * layout are misses (and deleted), so an upgrade never replays what an older version stored (2:
+ * byte entries hold the bytes sent, after every serialization hook).
+ */
+export const RESPONSE_ENTRY_FORMAT = 2;
+
 /** A response as the cache stores and replays it. */
 export interface CachedResponse {
+  format: typeof RESPONSE_ENTRY_FORMAT;
   status: number;
   headers: Record<string, string | string[]>;
   body: CachedBody;
@@ -32,6 +41,8 @@ export interface SentResponse {
    * undefined when it cannot be stored (a stream, a Buffer, empty, encoded after the handler).
    */
   body: CachedBody | undefined;
+  /** The request headers the key includes; whyNotStorable refuses a Vary on any other. */
+  keyedHeaders?: readonly string[];
 }
 
 /** Why a response was not stored; undefined when it may be. The one place these rules live. */
@@ -112,9 +123,54 @@ function sameHeader(before: unknown, now: unknown): boolean {
   return String(before) === String(now);
 }
 
-/** Whether the response says it varies on `header` (lowercase). */
-export function variesOn(headers: Record<string, unknown>, header: string): boolean {
-  return list(headers['vary']).includes(header);
+/** The request headers the response says it varies on that the key does not include ('*' too). */
+export function unkeyedVary(
+  headers: Record<string, unknown>,
+  keyedHeaders: readonly string[],
+): string[] {
+  return list(headers['vary']).filter((header) => !keyedHeaders.includes(header));
+}
+
+/** Whether `value` has the shape of an entry the interceptor stored: anything else is never replayed. */
+export function isCachedResponse(value: unknown): value is CachedResponse {
+  if (value === null || typeof value !== 'object') return false;
+  const { format, status, headers, body, storedAt } = value as Partial<CachedResponse>;
+  return (
+    format === RESPONSE_ENTRY_FORMAT &&
+    typeof status === 'number' &&
+    Number.isInteger(status) &&
+    status >= 200 &&
+    status <= 599 &&
+    isHeaderRecord(headers) &&
+    typeof body === 'object' &&
+    body !== null &&
+    (('text' in body && typeof body.text === 'string') ||
+      ('value' in body && body.value instanceof Uint8Array)) &&
+    typeof storedAt === 'number' &&
+    Number.isFinite(storedAt)
+  );
+}
+
+/** Header names and values the framework can send (so replaying them never throws). */
+function isHeaderRecord(headers: unknown): headers is Record<string, string | string[]> {
+  if (headers === null || typeof headers !== 'object' || Array.isArray(headers)) return false;
+  try {
+    for (const [name, value] of Object.entries(headers)) {
+      validateHeaderName(name);
+      if (typeof value === 'string') {
+        validateHeaderValue(name, value);
+        continue;
+      }
+      if (!Array.isArray(value)) return false;
+      for (const item of value) {
+        if (typeof item !== 'string') return false;
+        validateHeaderValue(name, item);
+      }
+    }
+  } catch {
+    return false;
+  }
+  return true;
 }
 
 /** Whether the request carries a credential header that the key does not include. */

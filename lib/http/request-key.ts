@@ -11,8 +11,8 @@ export interface RequestKeyParts {
   params: Record<string, unknown>;
   /** The query, as the framework parsed it. */
   query: Record<string, unknown>;
-  /** The API version(s) of the handler (URI, header or media-type versioning). */
-  version?: string;
+  /** The API version(s) of the handler (URI, header or media-type versioning); a symbol is VERSION_NEUTRAL. */
+  versions?: readonly (string | symbol)[];
   /** Varied request headers: lowercase name and value (absent: undefined). */
   headers: [string, string | string[] | undefined][];
   /** Who is asking, for routes cached per user. */
@@ -36,7 +36,13 @@ export function requestKey(parts: RequestKeyParts): string {
       ? `${parts.method}:${parts.path}`
       : `${parts.name}:${canonical(parts.params)}`;
   let key = `http:${head}?${canonical(parts.query)}`;
-  if (parts.version !== undefined) key += `|version=${encodeURIComponent(parts.version)}`;
+  if (parts.versions !== undefined) {
+    // '%N' for VERSION_NEUTRAL: encodeURIComponent never writes a '%' that is not followed by hex.
+    const versions = parts.versions.map((v) =>
+      typeof v === 'symbol' ? '%N' : encodeURIComponent(v),
+    );
+    key += `|version=${versions.join(',')}`;
+  }
   for (const [name, value] of parts.headers) {
     key += `|${name}=${headerKey(name, value)}`;
   }
@@ -79,19 +85,21 @@ function headerKey(name: string, value: string | string[] | undefined): string {
 }
 
 /**
- * The content codings an Accept-Encoding accepts (q > 0), lowercase and sorted: what a server
- * chooses an encoding from. `gzip, br` and `br;q=1, gzip` share an entry; `gzip;q=0` is not gzip.
+ * The content codings an Accept-Encoding accepts (q > 0), lowercase, in the order a server
+ * chooses from them: by q, highest first, then in the client's order. `gzip, br` and
+ * `gzip;q=1, br` share an entry; `gzip, br` and `br, gzip` do not; `gzip;q=0` is not gzip.
  */
 function codings(header: string): string {
-  const accepted = new Set<string>();
+  const accepted: { coding: string; q: number; at: number }[] = [];
   for (const part of header.split(',')) {
     const [coding, ...params] = part.split(';').map((piece) => piece.trim().toLowerCase());
-    if (!coding) continue;
-    const q = params.find((param) => param.startsWith('q='));
-    if (q !== undefined && !(Number(q.slice(2)) > 0)) continue;
-    accepted.add(coding);
+    if (!coding || accepted.some((entry) => entry.coding === coding)) continue;
+    const param = params.find((p) => p.startsWith('q='));
+    const q = param === undefined ? 1 : Number(param.slice(2));
+    if (q > 0) accepted.push({ coding, q, at: accepted.length });
   }
-  return encodeURIComponent([...accepted].sort().join(','));
+  accepted.sort((a, b) => b.q - a.q || a.at - b.at);
+  return encodeURIComponent(accepted.map((entry) => entry.coding).join(','));
 }
 
 function hashed(value: string): string {

@@ -4,6 +4,7 @@ import {
   BaseCache,
   type BaseCacheOptions,
   type MaybePromise,
+  type Step,
   type StoredEntry,
 } from '../base-cache.js';
 import { DEFAULT_MEMORY_MAX, DEFAULT_MEMORY_MAX_BYTES } from '../cache.constants.js';
@@ -83,7 +84,7 @@ export class MemoryCache extends BaseCache {
     return ms === Infinity ? null : ms;
   }
 
-  protected async clearNamespace(): Promise<void> {
+  protected async clearNamespace(_namespace: string, _step: Step): Promise<void> {
     // This LRU holds only this cache's namespace.
     this.lru.clear();
   }

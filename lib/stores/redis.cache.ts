@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { BaseCache, type BaseCacheOptions, type StoredEntry } from '../base-cache.js';
+import { BaseCache, type BaseCacheOptions, type Step, type StoredEntry } from '../base-cache.js';
 import { CacheConfigError } from '../errors.js';
 import { messages } from '../messages.js';
 import { noop, settleWithin } from '../settle-within.js';
@@ -170,20 +170,16 @@ export class RedisCache extends BaseCache {
   }
 
   /** SCAN + UNLINK in batches: never KEYS (blocks Redis) nor FLUSHDB (deletes other namespaces). */
-  protected async clearNamespace(namespace: string): Promise<void> {
+  protected async clearNamespace(namespace: string, step: Step): Promise<void> {
     this.reads.flush();
     const match = `${escapeGlob(namespace)}*`;
     let cursor = '0';
     do {
-      const [next, keys] = await this.client.scanBuffer(
-        cursor,
-        'MATCH',
-        match,
-        'COUNT',
-        SCAN_COUNT,
+      const [next, keys] = await step(
+        this.client.scanBuffer(cursor, 'MATCH', match, 'COUNT', SCAN_COUNT),
       );
       cursor = next.toString();
-      if (keys.length > 0) await this.client.unlink(keys);
+      if (keys.length > 0) await step(this.client.unlink(keys));
     } while (cursor !== '0');
   }
 

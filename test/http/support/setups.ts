@@ -1,6 +1,8 @@
 import { Controller, Get, Header, Req, Res, UseInterceptors, Version } from '@nestjs/common';
 import { CacheInterceptor, CachePerUser } from '../../../lib/index.js';
+import { HttpAdapterHost } from '@nestjs/core';
 import { HandlerCalls } from './controllers.js';
+import { sleep } from './http.js';
 
 interface HeadersOf {
   headers: Record<string, string | string[] | undefined>;
@@ -74,35 +76,38 @@ export class IdentityController {
   }
 }
 
-/** A header the handler sets, beside those a middleware or hook sets before it. */
+/** Headers the handler sets (one per run), beside those a middleware or hook sets before it. */
 @Controller('headers')
 @UseInterceptors(CacheInterceptor)
 export class HeadersController {
-  constructor(private readonly calls: HandlerCalls) {}
+  constructor(
+    private readonly calls: HandlerCalls,
+    private readonly adapterHost: HttpAdapterHost,
+  ) {}
 
   @Get()
-  @Header('x-handler', 'yes')
-  handler() {
-    return { run: this.calls.ran('headers') };
+  @Header('x-decorated', 'yes')
+  handler(@Res({ passthrough: true }) response: unknown) {
+    const run = this.calls.ran('headers');
+    this.adapterHost.httpAdapter.setHeader(response, 'x-handler-run', String(run));
+    return { run };
   }
 }
 
-/** A handler whose body depends on Accept-Encoding, and says so. */
+/** A handler whose body depends on Accept-Encoding, and says so; slow, so a burst shares a flight. */
 @Controller('encoding')
 @UseInterceptors(CacheInterceptor)
 export class EncodingController {
-  constructor(private readonly calls: HandlerCalls) {}
+  constructor(
+    private readonly calls: HandlerCalls,
+    private readonly adapterHost: HttpAdapterHost,
+  ) {}
 
   @Get()
-  encoding(
-    @Req() request: HeadersOf,
-    @Res({ passthrough: true }) response: { setHeader?: unknown; header?: unknown },
-  ) {
-    const set = (response.setHeader ?? response.header) as (name: string, value: string) => void;
-    set.call(response, 'Vary', 'Accept-Encoding');
-    return {
-      run: this.calls.ran('encoding'),
-      encoding: header(request, 'accept-encoding') ?? null,
-    };
+  async encoding(@Req() request: HeadersOf, @Res({ passthrough: true }) response: unknown) {
+    this.adapterHost.httpAdapter.setHeader(response, 'Vary', 'Accept-Encoding');
+    const run = this.calls.ran('encoding');
+    await sleep(100);
+    return { run, encoding: header(request, 'accept-encoding') ?? null };
   }
 }
