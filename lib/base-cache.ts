@@ -19,7 +19,7 @@ import {
 import { Deadlines } from './deadlines.js';
 import { FailurePolicy } from './failure-policy.js';
 import { Flights, type Lead } from './flights.js';
-import { messages } from './messages.js';
+import { messages, reasonOf } from './messages.js';
 import {
   defaultSerializer,
   hasLoneSurrogate,
@@ -532,9 +532,7 @@ export abstract class BaseCache {
       return this.tally(this.serializer.deserialize(bytes));
     } catch (error) {
       // A corrupt entry (written by another program, or an older format) is a miss, and is removed.
-      this.failures.warn(
-        messages.corruptEntry(full, error instanceof Error ? error.message : String(error)),
-      );
+      this.failures.warn(messages.corruptEntry(full, reasonOf(error)));
       void this.remove([full]);
       return this.tally(MISS);
     }

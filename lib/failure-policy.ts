@@ -4,7 +4,7 @@ import {
   BREAKER_THRESHOLD,
   ERROR_LOG_INTERVAL_MS,
 } from './cache.constants.js';
-import { messages } from './messages.js';
+import { messages, reasonOf } from './messages.js';
 
 /**
  * Fail open, but visibly: counts backend failures, logs them at most once per
@@ -61,9 +61,4 @@ export class FailurePolicy {
     this.lastLogAt = now;
     return true;
   }
-}
-
-/** The error's message only: never its stack of arguments, so no value or password is logged. */
-function reasonOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -91,6 +91,11 @@ export const messages = {
     `The ioredis client given as CacheModule option "redis.client" has commandTimeout ${commandMs} ms, not below "operationTimeout" (${operationMs} ms): the cache gives up on commands the client still waits for, and a write it gave up on can still land later. Create the client with a lower commandTimeout, or raise operationTimeout.`,
 } as const;
 
+/** The error's message only: never its stack of arguments, so no value or password is logged. */
+export function reasonOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 /** A short, value-free description for messages: never prints cached data. */
 export function describe(value: unknown): string {
   if (typeof value === 'string')

@@ -32,7 +32,7 @@ import { CACHE_MODULE_OPTIONS } from '../cache.module-definition.js';
 import { CacheConfigError } from '../errors.js';
 import type { Flights, Lead } from '../flights.js';
 import { MAX_RECORDED_BODY_BYTES } from '../cache.constants.js';
-import { messages } from '../messages.js';
+import { messages, reasonOf } from '../messages.js';
 import { ttlToMs, type Ttl } from '../ttl.js';
 import {
   type CachedBody,
@@ -273,10 +273,7 @@ export class CacheInterceptor implements NestInterceptor {
       this.warnOnce(
         context,
         'identify',
-        messages.identifyFailed(
-          pathOf(context.switchToHttp().getRequest()),
-          error instanceof Error ? error.message : String(error),
-        ),
+        messages.identifyFailed(pathOf(context.switchToHttp().getRequest()), reasonOf(error)),
       );
       return undefined;
     }
@@ -333,9 +330,7 @@ export class CacheInterceptor implements NestInterceptor {
         `the key is ${typeof key === 'string' ? 'empty' : `a ${typeof key}`}, not a non-empty string`,
       );
     } catch (error) {
-      this.logger.error(
-        messages.keyBuilderFailed(error instanceof Error ? error.message : String(error)),
-      );
+      this.logger.error(messages.keyBuilderFailed(reasonOf(error)));
       return undefined;
     }
   }
@@ -394,10 +389,7 @@ export class CacheInterceptor implements NestInterceptor {
         this.warnOnce(
           context,
           'not-stored',
-          messages.responseNotStored(
-            pathOf(request),
-            error instanceof Error ? error.message : String(error),
-          ),
+          messages.responseNotStored(pathOf(request), reasonOf(error)),
         );
       }
       void settle(entry, true);
@@ -525,10 +517,7 @@ export class CacheInterceptor implements NestInterceptor {
       this.warnOnce(
         context,
         'not-stored',
-        messages.responseNotStored(
-          pathOf(context.switchToHttp().getRequest()),
-          error instanceof Error ? error.message : String(error),
-        ),
+        messages.responseNotStored(pathOf(context.switchToHttp().getRequest()), reasonOf(error)),
       );
     }
   }

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { BaseCache, type BaseCacheOptions, type Step, type StoredEntry } from '../base-cache.js';
 import { CacheConfigError } from '../errors.js';
-import { messages } from '../messages.js';
+import { messages, reasonOf } from '../messages.js';
 import { noop, settleWithin } from '../settle-within.js';
 import { ReadBatch } from './read-batch.js';
 import {
@@ -218,7 +218,7 @@ export class RedisCache extends BaseCache {
 
   /** An error's message for a log line, with any configured password scrubbed out. */
   private reasonOf(error: unknown): string {
-    let reason = error instanceof Error ? error.message : String(error);
+    let reason = reasonOf(error);
     for (const secret of this.connection.secrets) reason = reason.split(secret).join('***');
     return reason;
   }
