@@ -93,7 +93,12 @@ export const messages = {
 
 /** The error's message only: never its stack of arguments, so no value or password is logged. */
 export function reasonOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  if (error instanceof Error) return error.message;
+  try {
+    return String(error);
+  } catch {
+    return 'an error that cannot be printed'; // a null-prototype object, a throwing toString
+  }
 }
 
 /** A short, value-free description for messages: never prints cached data. */

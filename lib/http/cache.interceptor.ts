@@ -382,7 +382,8 @@ export class CacheInterceptor implements NestInterceptor {
     const onFinish = () => {
       let entry: CachedResponse | undefined;
       try {
-        const stored = body === AS_SENT ? this.sentBodyOf(context, sentBody, handlerValue) : body;
+        const stored =
+          body === AS_SENT ? this.sentBodyOf(context, response, sentBody, handlerValue) : body;
         entry = this.storable(context, response, stored, before, vary);
       } catch (error) {
         // A throwing isResponseCacheable() override, say: the response is served, not stored.
@@ -424,9 +425,12 @@ export class CacheInterceptor implements NestInterceptor {
    */
   private sentBodyOf(
     context: ExecutionContext,
+    response: any,
     sentBody: SentBody | undefined,
     value: unknown,
   ): CachedBody | undefined {
+    // A 304, an error page: never stored, and no evidence about what the route sends.
+    if (!this.statuses.includes(response.statusCode)) return undefined;
     const sent = sentBody?.bytes();
     if (sent === undefined) return undefined; // over MAX_RECORDED_BODY_BYTES
     let expected: string | undefined;
@@ -530,11 +534,11 @@ export class CacheInterceptor implements NestInterceptor {
   private replayAs(context: ExecutionContext): 'bytes' | 'value' {
     const policy = this.policyFor(context);
     if (policy.replayAs === undefined) {
-      // Nest runs global interceptors (request-scoped ones among them, which ApplicationConfig
-      // lists apart: any of them is outside), then the controller's, then the route's.
+      // Nest runs the global interceptors, then the request-scoped global ones (ApplicationConfig
+      // lists them apart), then the controller's, then the route's: the first is the outermost.
       const outermost = [
-        ...this.appConfig.getGlobalRequestInterceptors(),
         ...this.appConfig.getGlobalInterceptors(),
+        ...this.appConfig.getGlobalRequestInterceptors(),
         ...(this.reflector.get<unknown[]>(INTERCEPTORS_METADATA, context.getClass()) ?? []),
         ...(this.reflector.get<unknown[]>(INTERCEPTORS_METADATA, context.getHandler()) ?? []),
       ][0];
@@ -578,6 +582,9 @@ export class CacheInterceptor implements NestInterceptor {
    */
   private bodyOf(context: ExecutionContext, entry: unknown, vary: readonly string[]): unknown {
     if (!isCachedResponse(entry)) return NOT_REPLAYABLE;
+    // Stored bytes on a route whose HITs must go through the interceptors outside it (an entry
+    // from before the route switched to values, or from another instance or version).
+    if ('text' in entry.body && this.replayAs(context) === 'value') return NOT_REPLAYABLE;
     if (entry.headers['vary'] !== undefined) {
       // Written by an older version, or by a process that keyed the route otherwise.
       const unkeyed = unkeyedVary(entry.headers, vary);

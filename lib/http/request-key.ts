@@ -85,21 +85,23 @@ function headerKey(name: string, value: string | string[] | undefined): string {
 }
 
 /**
- * The content codings an Accept-Encoding accepts (q > 0), lowercase, in the order a server
- * chooses from them: by q, highest first, then in the client's order. `gzip, br` and
- * `gzip;q=1, br` share an entry; `gzip, br` and `br, gzip` do not; `gzip;q=0` is not gzip.
+ * The content codings an Accept-Encoding accepts (q > 0), lowercase, with their q values (1
+ * unsaid), in the client's order: everything a server chooses an encoding from, ties included.
+ * `gzip, br` and `gzip;q=1, br` share an entry; `gzip, br` and `br, gzip` do not; `gzip;q=0` is
+ * not gzip.
  */
 function codings(header: string): string {
-  const accepted: { coding: string; q: number; at: number }[] = [];
+  const accepted: string[] = [];
+  const seen = new Set<string>();
   for (const part of header.split(',')) {
     const [coding, ...params] = part.split(';').map((piece) => piece.trim().toLowerCase());
-    if (!coding || accepted.some((entry) => entry.coding === coding)) continue;
+    if (!coding || seen.has(coding)) continue;
+    seen.add(coding);
     const param = params.find((p) => p.startsWith('q='));
     const q = param === undefined ? 1 : Number(param.slice(2));
-    if (q > 0) accepted.push({ coding, q, at: accepted.length });
+    if (q > 0) accepted.push(q === 1 ? coding : `${coding};q=${q}`);
   }
-  accepted.sort((a, b) => b.q - a.q || a.at - b.at);
-  return encodeURIComponent(accepted.map((entry) => entry.coding).join(','));
+  return encodeURIComponent(accepted.join(','));
 }
 
 function hashed(value: string): string {

@@ -48,6 +48,28 @@ describe.each(ADAPTERS)('on $name', (adapter) => {
       expect(json(hit)).toEqual({ run: 1, card: '****-****' });
     });
 
+    it('an entry of stored bytes under a route whose HITs go through an outer interceptor is a miss: the mask is never skipped', async () => {
+      const { send, cache } = await start({
+        adapter,
+        cache: backend.options(),
+        controllers: [CardsController],
+        outerInterceptors: [new MaskCardInterceptor()],
+      });
+      await send('/cards/mine'); // the route is known to store values from here on
+      await cache.set('http:GET:/cards/mine?', {
+        format: 2,
+        status: 200,
+        headers: { 'content-type': 'application/json' },
+        body: { text: '{"run":0,"card":"4111-1111"}' },
+        storedAt: 0,
+      });
+
+      const reply = await send('/cards/mine');
+
+      expect(reply.cache).toBe('MISS');
+      expect(json(reply)).toEqual({ run: 2, card: '****-****' });
+    });
+
     it("an interceptor outside that changes the handler's object in place cannot taint the cached value", async () => {
       const { send } = await start({
         adapter,

@@ -16,6 +16,13 @@ const header = (request: HeadersOf, name: string) => request.headers[name] as st
 export class SecretsController {
   constructor(private readonly calls: HandlerCalls) {}
 
+  /** The same body on every run, so a revalidation matches its ETag. */
+  @Get('stable')
+  stable() {
+    this.calls.ran('stable');
+    return { name: 'Ann' };
+  }
+
   @Get('me')
   me() {
     return { run: this.calls.ran('secrets'), name: 'Ann', ssn: '123-45-6789' };
