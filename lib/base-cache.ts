@@ -16,6 +16,7 @@ import {
   OperationTimeoutError,
   UnserializableValueError,
 } from './errors.js';
+import { type Clock, systemClock } from './clock.js';
 import { Deadlines } from './deadlines.js';
 import { FailurePolicy } from './failure-policy.js';
 import { Flights, type Lead } from './flights.js';
@@ -59,6 +60,12 @@ export interface BaseCacheOptions {
   operationTimeout?: Exclude<Ttl, null>;
   /** How values become bytes. @default the built-in serializer (see README, "Values") */
   serializer?: Serializer;
+  /**
+   * Where time comes from: a `{ now(): number }` in milliseconds since the epoch. Pass a clock of
+   * your own to drive TTLs in tests instead of sleeping (memory backend; Redis expires entries by
+   * its own clock). @default the system clock
+   */
+  clock?: Clock;
 }
 
 /** One entry for setMany. */
@@ -135,6 +142,8 @@ export abstract class BaseCache {
   readonly operationTimeoutMs: number;
   /** How this cache turns values into bytes and back (CacheInterceptor snapshots values with it). */
   readonly serializer: Serializer;
+  /** Where this cache's time comes from (CacheInterceptor dates its entries with it). */
+  readonly clock: Clock;
   private readonly failures: FailurePolicy;
   /** Bounds every backend call by operationTimeout, with one timer. */
   private readonly deadlines: Deadlines;
@@ -165,9 +174,10 @@ export abstract class BaseCache {
       DEFAULT_OPERATION_TIMEOUT,
     );
     this.serializer = options.serializer ?? defaultSerializer;
+    this.clock = validClock(options.clock ?? systemClock);
     this.logger = new Logger(this.constructor.name);
-    this.failures = new FailurePolicy(this.constructor.name, this.logger);
-    this.valueFlights = new Flights<Buffer>(this.getOrSetTimeoutMs);
+    this.failures = new FailurePolicy(this.constructor.name, this.logger, () => this.clock.now());
+    this.valueFlights = new Flights<Buffer>(this.getOrSetTimeoutMs, this.clock);
     this.deadlines = new Deadlines(this.operationTimeoutMs);
   }
 
@@ -340,7 +350,9 @@ export abstract class BaseCache {
    */
   singleFlight<V>(scope: string): Flights<V> {
     let flights = this.flightScopes.get(scope);
-    if (!flights) this.flightScopes.set(scope, (flights = new Flights(this.getOrSetTimeoutMs)));
+    if (!flights) {
+      this.flightScopes.set(scope, (flights = new Flights(this.getOrSetTimeoutMs, this.clock)));
+    }
     return flights as Flights<V>;
   }
 
@@ -645,6 +657,19 @@ function looksShortened(key: string): boolean {
 /** '%' and ':' %-escaped: then the first ':' of a stored key ends its prefix, and prefixes never overlap. */
 function escapePrefix(prefix: string): string {
   return prefix.replace(/[%:]/g, (c) => (c === '%' ? '%25' : '%3A'));
+}
+
+function validClock(clock: unknown): Clock {
+  if (typeof (clock as Clock | null)?.now !== 'function') {
+    throw new CacheConfigError(
+      messages.invalidOption(
+        'clock',
+        clock,
+        'Use an object with a now() method returning milliseconds since the epoch.',
+      ),
+    );
+  }
+  return clock as Clock;
 }
 
 function validPrefix(prefix: unknown): string {

@@ -1,3 +1,5 @@
+import { type Clock, systemClock } from './clock.js';
+
 /**
  * How a flight ended, as every caller that waited on it sees it:
  * - `value`: the leader's result;
@@ -46,7 +48,10 @@ const EMPTY: Landing<never> = { kind: 'empty' };
 export class Flights<V> {
   private readonly inFlight = new Map<string, Lead<V>>();
 
-  constructor(readonly boundMs: number) {}
+  constructor(
+    readonly boundMs: number,
+    private readonly clock: Clock = systemClock,
+  ) {}
 
   /** How many flights are in progress (0 once the load stops and the bound has passed). */
   get size(): number {
@@ -61,7 +66,7 @@ export class Flights<V> {
   /** Starts a flight of `key`, led by the caller; undefined when one is in progress already. */
   lead(key: string): Lead<V> | undefined {
     if (this.inFlight.has(key)) return undefined;
-    const started = Date.now();
+    const started = this.clock.now();
     let settle!: (landing: Landing<V>) => void;
     let landed = false;
     let ended = false;
@@ -82,7 +87,7 @@ export class Flights<V> {
       },
     };
     const deadline = setTimeout(() => {
-      lead.land({ kind: 'timeout', waitedMs: Date.now() - started });
+      lead.land({ kind: 'timeout', waitedMs: this.clock.now() - started });
       lead.end();
     }, this.boundMs);
     // A flight never keeps the process alive: at shutdown nobody waits for it any more.

@@ -16,6 +16,7 @@ export {
   type StoredEntry,
 } from './base-cache.js';
 export type { Flight, Flights, Landing, Lead } from './flights.js';
+export { systemClock, type Clock } from './clock.js';
 export { MemoryCache, type MemoryCacheOptions } from './stores/memory.cache.js';
 export { RedisCache, type RedisCacheOptions } from './stores/redis.cache.js';
 export type { Ttl, TtlUnit } from './ttl.js';

@@ -68,6 +68,24 @@ describe('MemoryCache bounds', () => {
     expect(most).toBeLessThanOrEqual(1);
   });
 
+  it('expiry follows the cache clock: with a clock of its own, a test drives TTLs without sleeping', async () => {
+    let now = 1_000_000;
+    const cache = new MemoryCache({ prefix: 'clock', clock: { now: () => now } });
+    await cache.set('k', 'v', 1);
+
+    now += 400;
+    expect(await cache.ttl('k')).toBe(0.6);
+    now += 599;
+    expect(await cache.get('k')).toBe('v');
+    now += 2;
+    expect(await cache.get('k')).toBeUndefined();
+    expect(await cache.ttl('k')).toBeUndefined();
+  });
+
+  it('refuses a clock without now()', () => {
+    expect(() => new MemoryCache({ clock: {} as never })).toThrow(/"clock".*now\(\)/);
+  });
+
   it('refuses a non-positive memory.maxBytes', () => {
     expect(() => new MemoryCache({ memory: { maxBytes: 0 } })).toThrow(/memory\.maxBytes/);
   });

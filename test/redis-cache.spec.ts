@@ -144,9 +144,13 @@ describe('RedisCache on a Redis (REDIS_URL, or a private redis-server)', () => {
     const entries = Array.from({ length: 5_000 }, (_, i) => ({ key: `k${i}`, value: i }));
     expect(await cache.setMany(entries)).toBe(true);
     await neighbour.set('k', 'kept');
+    // Every other connection is ready first: ioredis' MONITOR can trip over the INFO of a ready
+    // check that arrives while it is being set up ("Command queue state error").
+    const monitored = rawClient(redis.url);
+    await Promise.all([raw.ping(), monitored.ping()]);
 
     // MONITOR shows what reached Redis from our cache's own connection.
-    const monitor = await rawClient(redis.url).monitor();
+    const monitor = await monitored.monitor();
     opened.push({ close: async () => monitor.disconnect() });
     const ours = `127.0.0.1:${cache.client.stream.localPort}`;
     const commands: string[][] = [];

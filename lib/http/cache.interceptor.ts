@@ -476,7 +476,7 @@ export class CacheInterceptor implements NestInterceptor {
         status: sent.status,
         headers: storedHeaders(sent.headers, body, before),
         body,
-        storedAt: Date.now(),
+        storedAt: this.cache.clock.now(),
       };
     }
     if (why !== undefined && unkeyed.length > 0) {
@@ -610,7 +610,7 @@ export class CacheInterceptor implements NestInterceptor {
     adapter.setHeader(
       response,
       'age',
-      String(Math.max(0, Math.floor((Date.now() - entry.storedAt) / 1_000))),
+      String(Math.max(0, Math.floor((this.cache.clock.now() - entry.storedAt) / 1_000))),
     );
     this.mark(response, 'HIT');
     return body;
