@@ -1,14 +1,6 @@
-/**
- * Waits for `promise` at most `ms`, ignoring its outcome; leaves no timer behind. With `unref`,
- * the wait does not keep the process alive (a wait during shutdown must, or the process could
- * exit before the rest of the shutdown ran).
- */
-export async function settleWithin(
-  promise: PromiseLike<unknown>,
-  ms: number,
-  { unref = false }: { unref?: boolean } = {},
-): Promise<void> {
-  await withDeadline(promise, ms, () => new Error('gave up'), { unref }).then(noop, noop);
+/** Waits for `promise` at most `ms`, ignoring its outcome; leaves no timer behind. */
+export async function settleWithin(promise: PromiseLike<unknown>, ms: number): Promise<void> {
+  await withDeadline(promise, ms, () => new Error('gave up')).then(noop, noop);
 }
 
 export function noop(): void {}
@@ -21,11 +13,9 @@ export function withDeadline<T>(
   promise: PromiseLike<T>,
   ms: number,
   timedOut: () => Error,
-  { unref = false }: { unref?: boolean } = {},
 ): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => reject(timedOut()), ms);
-    if (unref) timer.unref();
     promise.then(
       (value) => {
         clearTimeout(timer);

@@ -273,7 +273,7 @@ export class CacheInterceptor implements NestInterceptor {
       this.warnOnce(
         context,
         'identify',
-        messages.identifyFailed(pathOf(context.switchToHttp().getRequest()), reasonOf(error)),
+        messages.identifyFailed(routePath(context), reasonOf(error)),
       );
       return undefined;
     }
@@ -355,7 +355,9 @@ export class CacheInterceptor implements NestInterceptor {
     next: CallHandler,
     lead: Lead<CachedResponse> | undefined,
   ): Observable<unknown> {
-    const { request, response } = requestAndResponse(context);
+    const http = context.switchToHttp();
+    const request = http.getRequest();
+    const response = http.getResponse();
     this.mark(response, 'MISS');
     const replayAs = this.replayAs(context);
     const raw = rawOf(response);
@@ -441,11 +443,7 @@ export class CacheInterceptor implements NestInterceptor {
     }
     if (expected !== undefined && sent.equals(Buffer.from(expected))) return { text: expected };
     this.policyFor(context).replayAs = 'value';
-    this.warnOnce(
-      context,
-      'values',
-      messages.replayedAsValues(pathOf(context.switchToHttp().getRequest())),
-    );
+    this.warnOnce(context, 'values', messages.replayedAsValues(routePath(context)));
     try {
       return { value: this.cache.serializer.serialize(value) };
     } catch {
@@ -480,11 +478,7 @@ export class CacheInterceptor implements NestInterceptor {
       };
     }
     if (why !== undefined && unkeyed.length > 0) {
-      this.warnOnce(
-        context,
-        'varies',
-        messages.responseNotStored(pathOf(context.switchToHttp().getRequest()), why),
-      );
+      this.warnOnce(context, 'varies', messages.responseNotStored(routePath(context), why));
     }
     return undefined;
   }
@@ -502,11 +496,7 @@ export class CacheInterceptor implements NestInterceptor {
       this.http.key === undefined && this.trackBy === CacheInterceptor.prototype.trackBy;
     if (!defaultKey || policy.vary.includes('accept-encoding')) return;
     policy.vary = [...policy.vary, 'accept-encoding'];
-    this.warnOnce(
-      context,
-      'accept-encoding',
-      messages.keyedOnAcceptEncoding(pathOf(context.switchToHttp().getRequest())),
-    );
+    this.warnOnce(context, 'accept-encoding', messages.keyedOnAcceptEncoding(routePath(context)));
   }
 
   private async write(
@@ -521,7 +511,7 @@ export class CacheInterceptor implements NestInterceptor {
       this.warnOnce(
         context,
         'not-stored',
-        messages.responseNotStored(pathOf(context.switchToHttp().getRequest()), reasonOf(error)),
+        messages.responseNotStored(routePath(context), reasonOf(error)),
       );
     }
   }
@@ -635,11 +625,6 @@ const NOT_REPLAYABLE = Symbol('nest-cache:not-replayable');
 /** A byte-mode body before it is sent: the entry will keep the bytes sent (see sentText). */
 const AS_SENT = Symbol('nest-cache:as-sent');
 
-function requestAndResponse(context: ExecutionContext): { request: any; response: any } {
-  const http = context.switchToHttp();
-  return { request: http.getRequest(), response: http.getResponse() };
-}
-
 /** Node's ServerResponse: Express's response itself, Fastify's reply.raw. */
 function rawOf(response: any): any {
   return response.raw ?? response;
@@ -696,6 +681,11 @@ function methodNameOf(controller: object, handler: object): string | symbol {
     }
   }
   return (handler as { name?: string }).name ?? '';
+}
+
+/** The path of the request in `context`, for messages. */
+function routePath(context: ExecutionContext): string {
+  return pathOf(context.switchToHttp().getRequest());
 }
 
 /** The path as the client sent it, without the query. */
