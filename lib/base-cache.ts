@@ -6,6 +6,7 @@ import {
   DEFAULT_PREFIX,
   DEFAULT_TTL,
   MAX_KEY_LENGTH,
+  MAX_TAGS,
   MIN_CLOSE_WAIT_MS,
 } from './cache.constants.js';
 import {
@@ -13,13 +14,26 @@ import {
   CacheConfigError,
   FactoryTimeoutError,
   InvalidKeyError,
+  InvalidTagError,
+  InvalidTtlError,
+  NotACounterError,
   OperationTimeoutError,
   UnserializableValueError,
 } from './errors.js';
 import { type Clock, systemClock } from './clock.js';
 import { Deadlines } from './deadlines.js';
+import {
+  type CacheDriver,
+  type DriverEntry,
+  isPending,
+  type MaybePromise,
+  type Step,
+} from './driver.js';
+import { incrementWith, invalidateTagsWith, touchTagsWith } from './driver-fallbacks.js';
+import { decodeCounter, decodeEntry, type Entry, type EntryMeta, encodeEntry } from './entry.js';
 import { FailurePolicy } from './failure-policy.js';
 import { Flights, type Lead } from './flights.js';
+import { compileGlob } from './glob.js';
 import { messages, reasonOf } from './messages.js';
 import {
   defaultSerializer,
@@ -28,9 +42,11 @@ import {
   withoutLoneSurrogates,
 } from './serializer.js';
 import { withDeadline } from './settle-within.js';
-import { timeoutToMs, ttlToMs, type Ttl } from './ttl.js';
+import { MAX_TIMER_MS, timeoutToMs, ttlToMs, type Ttl } from './ttl.js';
 
-/** Options every backend understands; CacheModule passes its options through. */
+export type { MaybePromise, Step } from './driver.js';
+
+/** Options every cache understands; CacheModule passes its options through. */
 export interface BaseCacheOptions {
   /**
    * Key namespace. Keys are stored as `${prefix}:${key}` (a ':' or '%' in the prefix is stored
@@ -61,32 +77,53 @@ export interface BaseCacheOptions {
   /** How values become bytes. @default the built-in serializer (see README, "Values") */
   serializer?: Serializer;
   /**
-   * Where time comes from: a `{ now(): number }` in milliseconds since the epoch. Pass a clock of
-   * your own to drive TTLs in tests instead of sleeping (memory backend; Redis expires entries by
-   * its own clock). @default the system clock
+   * Where time comes from: a `{ now(): number }` in milliseconds since the epoch. Every freshness,
+   * staleness and tag decision reads it, and the memory backend expires entries by it, so a test
+   * can drive time instead of sleeping (Redis also drops entries by its own clock, once their
+   * last stale window has passed). @default the system clock
    */
   clock?: Clock;
 }
 
-/** One entry for setMany. */
-export interface CacheEntry<T = unknown> {
-  key: string;
-  value: T;
-  /** Seconds when a number; the cache default when left out. */
+/** How an entry is written: set()'s third argument (a Ttl alone also works). */
+export interface SetOptions {
+  /** Seconds when a number; the cache default when left out; null never expires. */
   ttl?: Ttl;
+  /** Tags of the entry: invalidateTags() of any of them removes it. */
+  tags?: string[];
+  /**
+   * How long past its ttl the entry may still be served by getOrSet (and @Cacheable,
+   * CacheInterceptor) at once while one background refresh runs. Needs a ttl.
+   */
+  staleWhileRevalidate?: Exclude<Ttl, null>;
+  /**
+   * How long past its ttl the entry may still be served when its refresh fails or times out.
+   * Needs a ttl.
+   */
+  staleIfError?: Exclude<Ttl, null>;
 }
 
-/** What a backend stores: serialized bytes under a full (prefixed) key, with a ttl in whole milliseconds. */
-export interface StoredEntry {
+/** getOrSet()'s third argument (a Ttl alone also works). */
+export interface GetOrSetOptions extends SetOptions {
+  /**
+   * With staleIfError: when the factory takes longer than this and a stale value exists, the stale
+   * value is returned and the factory finishes in the background (its result is then stored).
+   */
+  softTimeout?: Exclude<Ttl, null>;
+}
+
+/** One entry for setMany. */
+export interface CacheEntry<T = unknown> extends SetOptions {
   key: string;
-  bytes: Buffer;
-  ttlMs: number | null;
+  value: T;
 }
 
 /** Counters since the cache was created. */
 export interface CacheStats {
   hits: number;
   misses: number;
+  /** Stale entries served (getOrSet's stale windows, CacheInterceptor's STALE responses). */
+  stale: number;
   writes: number;
   deletes: number;
   /**
@@ -96,45 +133,69 @@ export interface CacheStats {
   errors: number;
 }
 
+/** What a cache gives the driver it composes, when it makes it. */
+export interface DriverContext {
+  /** The cache's clock. */
+  readonly clock: Clock;
+  /** The cache's operationTimeout: a driver's own timeouts should stay below it. */
+  readonly operationTimeoutMs: number;
+  /** Logs a backend problem noticed outside a call (a dropped connection), rate-limited. Never put values or passwords in it. */
+  warn(message: string): void;
+}
+
+/** An entry read and decoded: its metadata and value (a counter has no envelope: plain metadata). */
+export interface Found<T = unknown> {
+  meta: EntryMeta;
+  value: T;
+}
+
+/** The write policy of one call, validated: whole milliseconds, tags checked. */
+interface Policy {
+  ttlMs: number | null;
+  /** How long past ttl the entry is kept at all: the larger stale window. */
+  keepMs: number;
+  swrMs: number;
+  sieMs: number;
+  softMs: number | undefined;
+  tags: readonly string[];
+}
+
 const MISS = Symbol('nest-cache:miss');
+type Read = Entry | typeof MISS;
 
 /**
- * The method CacheInterceptor reads with: get(), for a reader that never modifies what it reads.
- * Not exported from the package.
+ * CacheInterceptor's read: the entry of `key` while it may be served at all (fresh or stale), its
+ * value shared with concurrent callers (who must never modify it). Not exported from the package.
  */
 export const readShared = Symbol('nest-cache:read-shared');
+/**
+ * CacheInterceptor's write of what a flight produced: dated when the flight started, and dropped
+ * when its key or a tag was invalidated meanwhile. Not exported from the package.
+ */
+export const storeLed = Symbol('nest-cache:store-led');
 
-/** Bounds one round trip of a multi-step backend call (clear): its outcome, or a rejection after operationTimeout. */
-export type Step = <T>(call: PromiseLike<T>) => Promise<T>;
-
-/** A value, or a promise of it: what a backend that can answer synchronously returns. */
-export type MaybePromise<T> = T | PromiseLike<T>;
-
-/** Whether a backend answered with a promise (or any thenable) rather than the result itself. */
-function isPending<T>(value: MaybePromise<T>): value is PromiseLike<T> {
-  return (
-    value instanceof Promise ||
-    (value !== null &&
-      (typeof value === 'object' || typeof value === 'function') &&
-      typeof (value as { then?: unknown }).then === 'function')
-  );
-}
+/** Where a tag record lives: beside the namespace, never inside it (see tagKey()). */
+const TAG_NAMESPACE = '%t:';
 
 /**
  * The cache, and its injection token: `constructor(private readonly cache: BaseCache) {}`.
  *
- * This class does the shared work once (validation, TTL, namespacing, serialization,
- * single-flight, fail-open, close) so that a backend only implements the raw primitives
- * below on full keys and bytes. Write your own backend by extending it; the behaviour
- * suite in `nest-cache/testing` checks that it keeps the contract.
+ * It does the shared work once (validation, TTL, namespacing, serialization, entry metadata,
+ * tags, stale serving, single-flight, fail-open, stats, close) on a driver it composes: a small
+ * object of raw operations on full keys and bytes (see CacheDriver). MemoryCache, RedisCache and
+ * DriverCache are this class on the memory driver, the Redis driver and a driver of yours.
  */
 export abstract class BaseCache {
   /** The key namespace of this cache. */
   readonly prefix: string;
   /** What every stored key of this cache starts with: the escaped prefix and ':'. */
   private readonly namespace: string;
-  readonly stats: CacheStats = { hits: 0, misses: 0, writes: 0, deletes: 0, errors: 0 };
+  /** What every tag record of this cache starts with: the escaped prefix and '%t:'. */
+  private readonly tagNamespace: string;
+  readonly stats: CacheStats = { hits: 0, misses: 0, stale: 0, writes: 0, deletes: 0, errors: 0 };
   protected readonly logger: Logger;
+  /** The driver this cache composes. */
+  protected readonly driver: CacheDriver;
   private readonly defaultTtlMs: number | null;
   /** How long a single-flight lasts at most (getOrSet, CacheInterceptor's waiting requests). */
   readonly getOrSetTimeoutMs: number;
@@ -142,23 +203,29 @@ export abstract class BaseCache {
   readonly operationTimeoutMs: number;
   /** How this cache turns values into bytes and back (CacheInterceptor snapshots values with it). */
   readonly serializer: Serializer;
-  /** Where this cache's time comes from (CacheInterceptor dates its entries with it). */
+  /** Where this cache's time comes from. */
   readonly clock: Clock;
   private readonly failures: FailurePolicy;
   /** Bounds every backend call by operationTimeout, with one timer. */
   private readonly deadlines: Deadlines;
-  /** Single-flights by scope; see singleFlight(). */
+  /** Single-flights by scope; see singleFlight(). getOrSet's are 'nest-cache:values'. */
   private readonly flightScopes = new Map<string, Flights<unknown>>();
   private readonly valueFlights: Flights<Buffer>;
   /** Backend reads in flight, by full key; see readBytes(). */
   private readonly readsInFlight = new Map<string, Promise<Uint8Array | null | undefined>>();
-  /** The values of backend reads in flight, decoded once for every [readShared] caller. */
-  private readonly sharedValues = new Map<string, Promise<unknown>>();
+  /** The entries of backend reads in flight, decoded once for every [readShared] caller. */
+  private readonly sharedReads = new Map<string, Promise<Found | undefined>>();
+  /** The latest invalidateTags() of this process: entries written later are dated after it. */
+  private lastInvalidationAt = -Infinity;
   private closing?: Promise<void>;
 
-  constructor(options: BaseCacheOptions = {}) {
+  protected constructor(
+    driver: CacheDriver | ((context: DriverContext) => CacheDriver),
+    options: BaseCacheOptions = {},
+  ) {
     this.prefix = validPrefix(options.prefix ?? DEFAULT_PREFIX);
     this.namespace = `${escapePrefix(this.prefix)}:`;
+    this.tagNamespace = `${escapePrefix(this.prefix)}${TAG_NAMESPACE}`;
     this.defaultTtlMs = ttlToMs(
       options.ttl === undefined ? DEFAULT_TTL : options.ttl,
       'CacheModule option "ttl"',
@@ -177,167 +244,352 @@ export abstract class BaseCache {
     this.clock = validClock(options.clock ?? systemClock);
     this.logger = new Logger(this.constructor.name);
     this.failures = new FailurePolicy(this.constructor.name, this.logger, () => this.clock.now());
-    this.valueFlights = new Flights<Buffer>(this.getOrSetTimeoutMs, this.clock);
+    this.valueFlights = this.singleFlight<Buffer>('nest-cache:values');
     this.deadlines = new Deadlines(this.operationTimeoutMs);
-  }
-
-  // ---- backend primitives: full keys, bytes, whole milliseconds -------------------------
-
-  /**
-   * The bytes stored under `key`; undefined (or null) when it is missing or expired. A backend
-   * that has them at hand may return them directly instead of a promise, which makes get() cheaper.
-   */
-  protected abstract readEntry(key: string): MaybePromise<Uint8Array | null | undefined>;
-  /** Stores the entry; resolves false when the backend refused it (too large, say). */
-  protected abstract writeEntry(entry: StoredEntry): MaybePromise<boolean>;
-  /** Deletes the keys; resolves how many existed. */
-  protected abstract removeEntries(keys: string[]): MaybePromise<number>;
-  /** Remaining time to live in ms; null when the entry never expires; undefined when missing. */
-  protected abstract entryTtl(key: string): Promise<number | null | undefined>;
-  /** Deletes every key that starts with `namespace` (which ends with ':'), and nothing else. */
-  /**
-   * Deletes every key that starts with `namespace`, in as many round trips as it takes: pass each
-   * one through `step`, which gives up on it (and so on clear()) after operationTimeout.
-   */
-  protected abstract clearNamespace(namespace: string, step: Step): Promise<void>;
-  /** Releases what the backend opened. Called once. */
-  protected abstract closeBackend(): Promise<void>;
-
-  /** Override when the backend has a cheaper existence check. */
-  protected async hasEntry(key: string): Promise<boolean> {
-    return (await this.readEntry(key)) != null;
-  }
-  /** Override when the backend reads many keys in one round trip; undefined (or null) where missing. */
-  protected readEntries(keys: string[]): Promise<(Uint8Array | null | undefined)[]> {
-    return Promise.all(keys.map(async (key) => this.readEntry(key)));
-  }
-  /** Override when the backend writes many entries in one round trip. */
-  protected async writeEntries(entries: StoredEntry[]): Promise<boolean> {
-    const stored = await Promise.all(entries.map(async (entry) => this.writeEntry(entry)));
-    return stored.every(Boolean);
-  }
-
-  // ---- the public contract --------------------------------------------------------------
-
-  /** The value stored under `key`, or undefined on a miss (a stored null is a hit). */
-  async get<T = unknown>(key: string): Promise<T | undefined> {
-    const full = this.keyFor(key, 'get');
-    const read = this.readBytes(full);
-    const found = this.decode(full, read instanceof Promise ? await read : read);
-    return found === MISS ? undefined : (found as T);
-  }
-
-  /**
-   * get() for a reader that never modifies the value it gets (CacheInterceptor): concurrent callers
-   * of one key share one backend read and one decoded value, so a hot entry under load is decoded
-   * once per round trip instead of once per caller. Everyone else gets a copy of their own: get().
-   */
-  async [readShared]<T = unknown>(key: string): Promise<T | undefined> {
-    const full = this.keyFor(key, 'get');
-    const joined = this.sharedValues.get(full);
-    let found: unknown;
-    if (joined) found = this.tally(await joined);
-    else {
-      const read = this.readBytes(full);
-      found =
-        read instanceof Promise ? await this.decodeShared(full, read) : this.decode(full, read);
-    }
-    return found === MISS ? undefined : (found as T);
-  }
-
-  /**
-   * Stores `value` for `ttl` (SECONDS when a number; the cache default when left out).
-   * Resolves true when stored, false when the backend dropped it (unavailable, or the
-   * entry is too large); it rejects only for bad input.
-   */
-  async set<T>(key: string, value: T, ttl?: Ttl): Promise<boolean> {
-    const entry = this.entryFor({ key, value, ttl }, 'set');
-    this.forgetReads([entry.key]);
-    const stored = await this.attempt('set', false, () => this.writeEntry(entry));
-    if (stored) this.stats.writes += 1;
-    return stored;
-  }
-
-  /** Deletes `key`; resolves whether it existed. */
-  async delete(key: string): Promise<boolean> {
-    const full = this.keyFor(key, 'delete');
-    return (await this.remove([full])) > 0;
-  }
-
-  /** Whether `key` is stored and not expired. */
-  async has(key: string): Promise<boolean> {
-    const full = this.keyFor(key, 'has');
-    return this.attempt('has', false, () => this.hasEntry(full));
-  }
-
-  /** Removes every key of this cache's namespace, and only those. */
-  async clear(): Promise<void> {
-    this.assertOpen('clear');
-    this.forgetAllReads();
-    // Not bounded as one call: a namespace is cleared in as many round trips as it takes (SCAN on
-    // Redis); each is bounded through `step`, and a step given up on ends the walk.
-    await this.attempt(
-      'clear',
-      undefined,
-      () => this.clearNamespace(this.namespace, this.clearStep),
-      false,
+    this.driver = validDriver(
+      typeof driver === 'function'
+        ? driver({
+            clock: this.clock,
+            operationTimeoutMs: this.operationTimeoutMs,
+            warn: (message) => this.failures.warn(message),
+          })
+        : driver,
     );
   }
 
-  /** Values for `keys`, in order; undefined where missing. */
+  // ---- reads ------------------------------------------------------------------------------
+
+  /** The value stored under `key`, or undefined on a miss (a stored null is a hit). Stale entries are misses here. */
+  async get<T = unknown>(key: string): Promise<T | undefined> {
+    const full = this.keyFor(key, 'get');
+    const read = this.readEntry(full);
+    const entry = isPending(read) ? await read : read;
+    if (entry === MISS || !this.isFresh(entry)) return this.tally(undefined, 'misses');
+    const value = this.valueOf(full, entry);
+    return value === MISS ? undefined : (this.tally(value, 'hits') as T);
+  }
+
+  /** Whether `key` holds a fresh entry. */
+  async has(key: string): Promise<boolean> {
+    const full = this.keyFor(key, 'has');
+    const entry = await this.readEntry(full);
+    return entry !== MISS && this.isFresh(entry);
+  }
+
+  /** Values for `keys`, in order; undefined where missing (or stale). */
   async getMany<T = unknown>(keys: string[]): Promise<(T | undefined)[]> {
     const full = this.keysFor(keys, 'getMany');
-    const found = await this.attempt('getMany', [], () => this.readEntries(full));
-    return full.map((key, i) => {
-      const value = this.decode(key, found[i]);
-      return value === MISS ? undefined : (value as T);
-    });
+    const found = await this.attempt('getMany', [], () =>
+      this.driver.getMany
+        ? this.driver.getMany(full)
+        : Promise.all(full.map(async (key) => this.driver.get(key))),
+    );
+    return Promise.all(
+      full.map(async (key, i) => {
+        const entry = await this.opened(key, found[i]);
+        if (entry === MISS || !this.isFresh(entry)) return this.tally(undefined, 'misses');
+        const value = this.valueOf(key, entry);
+        return value === MISS ? undefined : (this.tally(value, 'hits') as T);
+      }),
+    );
+  }
+
+  /** Remaining fresh seconds of `key`; null when it never expires; undefined when it is missing or stale. */
+  async ttl(key: string): Promise<number | null | undefined> {
+    const full = this.keyFor(key, 'ttl');
+    const entry = await this.readEntry(full);
+    if (entry === MISS || !this.isFresh(entry)) return undefined;
+    if (isCounter(entry)) {
+      // A counter has no envelope: its expiry is the driver's.
+      const ms = await this.attempt('ttl', undefined, () => this.driver.ttl(full));
+      return typeof ms === 'number' ? ms / 1_000 : ms;
+    }
+    return entry.freshUntil === null ? null : (entry.freshUntil - this.clock.now()) / 1_000;
+  }
+
+  /**
+   * See readShared: the entry while it may be served (fresh or stale), decoded once per backend
+   * read for every concurrent caller. Counts nothing: the caller counts what it serves (count()).
+   */
+  async [readShared]<T = unknown>(key: string): Promise<Found<T> | undefined> {
+    const full = this.keyFor(key, 'get');
+    const joined = this.sharedReads.get(full);
+    if (joined) return (await joined) as Found<T> | undefined;
+    const read = this.readEntry(full);
+    if (!isPending(read)) return this.foundOf(full, read) as Found<T> | undefined;
+    const shared = Promise.resolve(read).then((entry) => this.foundOf(full, entry));
+    this.sharedReads.set(full, shared);
+    try {
+      return (await shared) as Found<T> | undefined;
+    } finally {
+      if (this.sharedReads.get(full) === shared) this.sharedReads.delete(full);
+    }
+  }
+
+  /** Counts what a [readShared] caller served. */
+  count(what: 'hits' | 'misses' | 'stale'): void {
+    this.stats[what] += 1;
+  }
+
+  // ---- writes -----------------------------------------------------------------------------
+
+  /**
+   * Stores `value`. The third argument is a ttl (SECONDS when a number; the cache default when
+   * left out) or `{ ttl, tags, staleWhileRevalidate, staleIfError }`. Resolves true when stored,
+   * false when the backend dropped it (unavailable, or the entry is too large); it rejects only
+   * for bad input.
+   */
+  async set<T>(key: string, value: T, options?: Ttl | SetOptions): Promise<boolean> {
+    const full = this.keyFor(key, 'set');
+    const policy = this.policyFor(options, 'set');
+    const bytes = this.encode(key, value);
+    return this.store(key, full, bytes, policy, this.writeTime(), undefined);
   }
 
   /** Stores every entry, or none when one of them is invalid. Resolves true when all were stored. */
   async setMany<T>(entries: CacheEntry<T>[]): Promise<boolean> {
     if (!Array.isArray(entries))
-      throw new TypeError('setMany expects an array of { key, value, ttl? }.');
-    const stored = entries.map((entry) => this.entryFor(entry, 'setMany'));
-    this.forgetReads(stored.map((entry) => entry.key));
-    const ok = await this.attempt('setMany', false, () => this.writeEntries(stored));
-    if (ok) this.stats.writes += stored.length;
+      throw new TypeError('setMany expects an array of { key, value, ttl?, tags? }.');
+    const storedAt = this.writeTime();
+    const prepared = entries.map((entry) => {
+      if (entry === null || typeof entry !== 'object') {
+        throw new TypeError('setMany expects entries of the form { key, value, ttl?, tags? }.');
+      }
+      const full = this.keyFor(entry.key, 'setMany');
+      const policy = this.policyFor(entry, 'setMany');
+      return {
+        full,
+        policy,
+        entry: this.driverEntry(
+          entry.key,
+          full,
+          this.encode(entry.key, entry.value),
+          policy,
+          storedAt,
+        ),
+      };
+    });
+    this.forget(prepared.map(({ full }) => full));
+    const tags = [...new Set(prepared.flatMap(({ policy }) => policy.tags))];
+    if (tags.length > 0) {
+      const expiresAt = latest(prepared.map(({ policy }) => this.keptUntil(policy, storedAt)));
+      if (!(await this.touchTags(tags, expiresAt))) return false;
+    }
+    const all = prepared.map(({ entry }) => entry);
+    const ok = await this.attempt('setMany', false, () =>
+      this.driver.setMany
+        ? this.driver.setMany(all)
+        : Promise.all(all.map(async (e) => this.driver.set(e.key, e.bytes, e.ttlMs))).then((r) =>
+            r.every(Boolean),
+          ),
+    );
+    if (ok) this.stats.writes += all.length;
     return ok;
+  }
+
+  /** Deletes `key`; resolves whether it existed. */
+  async delete(key: string): Promise<boolean> {
+    const full = this.keyFor(key, 'delete');
+    this.valueFlightsInvalidate((k) => k === key);
+    return (await this.remove([full])) > 0;
   }
 
   /** Deletes `keys`; resolves how many existed. */
   async deleteMany(keys: string[]): Promise<number> {
-    return this.remove(this.keysFor(keys, 'deleteMany'));
+    const full = this.keysFor(keys, 'deleteMany');
+    const doomed = new Set(keys);
+    this.valueFlightsInvalidate((k) => doomed.has(k));
+    return this.remove(full);
   }
 
   /**
-   * The cached value of `key`, or the factory's value, cached for `ttl`. Concurrent callers of
-   * the same missing key share one factory call; they wait at most `getOrSetTimeout`. A factory
-   * error rejects every waiter and caches nothing. A factory that returns undefined caches nothing.
+   * Deletes every key of this cache matching `pattern`, a glob in Redis' syntax matched against
+   * the keys as you wrote them: `*` any run of characters, `?` one, `[abc]`, `[a-z]`, `[^a]`,
+   * `\` escapes. Walks the namespace (SCAN on Redis, never KEYS). Resolves how many were deleted.
    */
-  async getOrSet<T>(key: string, factory: () => T | Promise<T>, ttl?: Ttl): Promise<T> {
+  async deleteByPattern(pattern: string): Promise<number> {
+    this.assertOpen('deleteByPattern');
+    const glob = compileGlob(pattern);
+    this.valueFlightsInvalidate((key) => glob.regex.test(key));
+    this.forgetAll();
+    let removed = 0;
+    const sweep = async (hint: string | undefined) => {
+      for await (const batch of this.driver.scan(this.namespace, hint, this.scanStep)) {
+        const plain: string[] = [];
+        const shortened: string[] = [];
+        for (const full of batch) {
+          const key = full.slice(this.namespace.length);
+          if (looksShortened(key)) shortened.push(full);
+          else if (glob.regex.test(key)) plain.push(full);
+        }
+        // A shortened key is matched by the user's key its entry keeps.
+        if (shortened.length > 0) {
+          const bytes = await this.scanStep(
+            Promise.resolve(
+              this.driver.getMany
+                ? this.driver.getMany(shortened)
+                : Promise.all(shortened.map(async (k) => this.driver.get(k))),
+            ),
+          );
+          shortened.forEach((full, i) => {
+            const entry = bytes[i] == null ? undefined : decodeEntry(bytes[i]!);
+            if (entry?.key !== undefined && glob.regex.test(entry.key)) plain.push(full);
+          });
+        }
+        if (plain.length > 0)
+          removed += await this.scanStep(Promise.resolve(this.driver.delete(plain)));
+      }
+    };
+    await this.attempt(
+      'deleteByPattern',
+      undefined,
+      async () => {
+        await sweep(glob.hint);
+        // A key stored shortened (too long, or with a lone surrogate) need not match the hint.
+        if (glob.hint !== '*') await sweep('*…#*');
+      },
+      false,
+    );
+    this.stats.deletes += removed;
+    return removed;
+  }
+
+  /**
+   * Invalidates every entry tagged with one of `tags`, in every process sharing the backend: they
+   * are misses from now on. Costs one write per tag, whatever the number of entries.
+   */
+  async invalidateTags(tags: string[]): Promise<void> {
+    this.assertOpen('invalidateTags');
+    const valid = validTags(tags, 'invalidateTags');
+    if (valid.length === 0) return;
+    const doomed = new Set(valid);
+    this.valueFlightsInvalidate((_key, leadTags) => leadTags.some((tag) => doomed.has(tag)));
+    const at = this.clock.now();
+    this.lastInvalidationAt = Math.max(this.lastInvalidationAt, at);
+    const keys = valid.map((tag) => this.tagKey(tag));
+    this.forget(keys);
+    await this.attempt('invalidateTags', undefined, () =>
+      this.driver.invalidateTags
+        ? this.driver.invalidateTags(keys, at)
+        : invalidateTagsWith(this.driver, keys, at),
+    );
+  }
+
+  /** Removes every key of this cache's namespace (and its tag records), and only those. */
+  async clear(): Promise<void> {
+    this.assertOpen('clear');
+    this.valueFlightsInvalidate(() => true);
+    this.forgetAll();
+    const prefixes = [this.namespace, this.tagNamespace];
+    // Not bounded as one call: a namespace is cleared in as many round trips as it takes (SCAN on
+    // Redis); each is bounded through `step`, and a step given up on ends the walk.
+    await this.attempt(
+      'clear',
+      undefined,
+      async () => {
+        if (this.driver.clear) return this.driver.clear(prefixes, this.scanStep);
+        for (const prefix of prefixes) {
+          for await (const keys of this.driver.scan(prefix, undefined, this.scanStep)) {
+            await this.scanStep(Promise.resolve(this.driver.delete(keys)));
+          }
+        }
+      },
+      false,
+    );
+  }
+
+  /**
+   * Adds `by` (default 1) to the counter under `key`, atomically on Redis, and resolves the new
+   * value; a missing counter starts at 0 and gets `ttl` (the cache default when left out; later
+   * calls keep its expiry). Resolves undefined when the backend is unavailable. Rejects with
+   * NotACounterError when `by` is not a safe integer or the key holds another value.
+   */
+  async increment(key: string, by = 1, ttl?: Ttl): Promise<number | undefined> {
+    const full = this.keyFor(key, 'increment');
+    if (typeof by !== 'number' || !Number.isSafeInteger(by)) {
+      throw new NotACounterError(messages.invalidIncrement(key, by));
+    }
+    const ttlMs = this.ttlFor(ttl, 'increment');
+    this.valueFlightsInvalidate((k) => k === key);
+    this.forget([full]);
+    const value = await this.attempt('increment', undefined, () =>
+      this.driver.increment
+        ? this.driver.increment(full, by, ttlMs)
+        : incrementWith(this.driver, full, by, ttlMs),
+    );
+    if (value !== undefined) this.stats.writes += 1;
+    return value;
+  }
+
+  /** increment(key, -by, ttl). */
+  async decrement(key: string, by = 1, ttl?: Ttl): Promise<number | undefined> {
+    if (typeof by !== 'number' || !Number.isSafeInteger(by)) {
+      throw new NotACounterError(messages.invalidIncrement(key, by));
+    }
+    return this.increment(key, -by, ttl);
+  }
+
+  // ---- getOrSet ---------------------------------------------------------------------------
+
+  /**
+   * The cached value of `key`, or the factory's value, cached. The third argument is a ttl or
+   * `{ ttl, tags, staleWhileRevalidate, staleIfError, softTimeout }`. Concurrent callers of the
+   * same missing key share one factory call; they wait at most `getOrSetTimeout`. A factory error
+   * rejects every waiter and caches nothing (unless a stale value may be served instead, see
+   * staleIfError). A factory that returns undefined caches nothing.
+   */
+  async getOrSet<T>(
+    key: string,
+    factory: () => T | PromiseLike<T>,
+    options?: Ttl | GetOrSetOptions,
+  ): Promise<T> {
     const full = this.keyFor(key, 'getOrSet');
-    const ttlMs = this.ttlFor(ttl);
+    const policy = this.policyFor(options, 'getOrSet');
     if (typeof factory !== 'function') {
       throw new TypeError(`getOrSet("${key}") needs a factory function as its second argument.`);
     }
-    const read = this.readBytes(full);
-    const found = this.decode(full, read instanceof Promise ? await read : read);
-    if (found !== MISS) return found as T;
-
-    const lead = this.valueFlights.lead(full);
-    if (lead) void this.produce(key, full, factory, ttlMs, lead);
-    const landing = await (lead ?? this.valueFlights.get(full)!).landing;
+    const read = this.readEntry(full);
+    const entry = isPending(read) ? await read : read;
+    let fallback: Entry | undefined;
+    if (entry !== MISS) {
+      const now = this.clock.now();
+      if (this.isFresh(entry, now)) {
+        const value = this.valueOf(full, entry);
+        if (value !== MISS) return this.tally(value, 'hits') as T;
+      } else if (staleFor(entry, now) < policy.swrMs) {
+        const value = this.valueOf(full, entry);
+        if (value !== MISS) {
+          this.refresh(key, full, factory, policy);
+          return this.tally(value, 'stale') as T;
+        }
+      } else if (staleFor(entry, now) < policy.sieMs) fallback = entry;
+    }
+    const lead = this.valueFlights.lead(key, policy.tags);
+    if (lead) void this.produce(key, full, factory, policy, lead);
+    // No flight to lead means one to follow: lead() and get() run in the same turn.
+    const flight = lead ?? this.valueFlights.get(key)!;
+    const landing =
+      fallback && policy.softMs !== undefined
+        ? await withSoftTimeout(flight.landing, policy.softMs)
+        : await flight.landing;
+    if (landing.kind === 'value') {
+      this.stats.misses += 1;
+      // Each caller decodes its own copy, so one caller mutating its value cannot change another's.
+      return this.serializer.deserialize(landing.value) as T;
+    }
+    if (fallback && landing.kind !== 'empty' && landing.kind !== 'unshareable') {
+      const value = this.valueOf(full, fallback);
+      if (value !== MISS) return this.tally(value, 'stale') as T;
+    }
+    this.stats.misses += 1;
     switch (landing.kind) {
-      case 'value':
-        // Each caller decodes its own copy, so one caller mutating its value cannot change another's.
-        return this.serializer.deserialize(landing.value) as T;
       case 'empty':
       case 'unshareable':
         return undefined as T;
       case 'error':
         throw landing.error;
       case 'timeout':
+      case 'soft-timeout':
         throw new FactoryTimeoutError(messages.factoryTimeout(key, landing.waitedMs));
     }
   }
@@ -345,8 +597,9 @@ export abstract class BaseCache {
   /**
    * This cache's single-flight for `scope` (created on first use): concurrent callers of one key
    * share one run of the work, and every flight ends within getOrSetTimeout. Scopes starting with
-   * 'nest-cache:' are nest-cache's own (CacheInterceptor uses 'nest-cache:responses'); getOrSet's
-   * flights are not reachable here.
+   * 'nest-cache:' are nest-cache's own: getOrSet and @Cacheable use 'nest-cache:values',
+   * CacheInterceptor 'nest-cache:responses'. Every invalidation (delete, tags, pattern, clear)
+   * reaches the flights of every scope.
    */
   singleFlight<V>(scope: string): Flights<V> {
     let flights = this.flightScopes.get(scope);
@@ -358,20 +611,28 @@ export abstract class BaseCache {
 
   /**
    * What this cache is waiting on right now: backend reads shared by concurrent callers (and the
-   * decodes CacheInterceptor shares with them), and single-flights of every scope. Both are 0 once the load stops: every wait is bounded
-   * (operationTimeout, getOrSetTimeout) and leaves nothing behind.
+   * decodes CacheInterceptor shares with them), and single-flights of every scope. Both are 0 once
+   * the load stops: every wait is bounded (operationTimeout, getOrSetTimeout) and leaves nothing behind.
    */
   inFlight(): { reads: number; flights: number } {
-    let flights = this.valueFlights.size;
+    let flights = 0;
     for (const scope of this.flightScopes.values()) flights += scope.size;
-    return { reads: this.readsInFlight.size + this.sharedValues.size, flights };
+    return { reads: this.readsInFlight.size + this.sharedReads.size, flights };
   }
 
-  /** Remaining seconds of `key`; null when it never expires; undefined when it is missing. */
-  async ttl(key: string): Promise<number | null | undefined> {
-    const full = this.keyFor(key, 'ttl');
-    const ms = await this.attempt('ttl', undefined, () => this.entryTtl(full));
-    return typeof ms === 'number' ? ms / 1_000 : ms;
+  /**
+   * See storeLed: stores what the flight `lead` produced for `key`, unless the key or one of its
+   * tags was invalidated since the flight started. Resolves whether it was stored.
+   */
+  async [storeLed](
+    key: string,
+    value: unknown,
+    options: SetOptions,
+    lead: Lead<unknown>,
+  ): Promise<boolean> {
+    const full = this.keyFor(key, 'set');
+    const policy = this.policyFor({ ...options, tags: [...lead.tags] }, 'set');
+    return this.store(key, full, this.encode(key, value), policy, lead.startedAt, lead);
   }
 
   /**
@@ -382,11 +643,11 @@ export abstract class BaseCache {
     // Not through attempt(): an open circuit breaker must not skip releasing the backend.
     this.closing ??= (async () => {
       try {
-        // A backend's own shutdown may take longer than one call (RedisCache: QUIT, then up to
-        // a second for a frozen server's socket), so close() waits at least MIN_CLOSE_WAIT_MS.
+        // A driver's own shutdown may take longer than one call (Redis: QUIT, then up to a
+        // second for a frozen server's socket), so close() waits at least MIN_CLOSE_WAIT_MS.
         const ms = Math.max(this.operationTimeoutMs, MIN_CLOSE_WAIT_MS);
         await withDeadline(
-          this.closeBackend(),
+          Promise.resolve(this.driver.close()),
           ms,
           () => new OperationTimeoutError(messages.operationTimeout('close', ms)),
         );
@@ -403,19 +664,12 @@ export abstract class BaseCache {
     return this.closing !== undefined;
   }
 
-  /**
-   * Logs a backend problem noticed outside a call (a dropped connection, say) under the same
-   * rate limit as failed calls. Never put values or passwords in `message`.
-   */
-  protected reportBackendProblem(message: string): void {
-    this.failures.warn(message);
-  }
-
-  // ---- shared work ----------------------------------------------------------------------
+  // ---- shared work ------------------------------------------------------------------------
 
   /**
    * Runs a backend call, failing open: a backend error is counted, logged (rate-limited)
-   * and replaced by `fallback`, so a cache problem never fails the caller.
+   * and replaced by `fallback`, so a cache problem never fails the caller. A NotACounterError
+   * is the caller's mistake, not the backend's: it rejects.
    */
   private async attempt<T>(
     operation: string,
@@ -436,13 +690,18 @@ export abstract class BaseCache {
       this.failures.succeeded();
       return result;
     } catch (error) {
+      if (error instanceof NotACounterError) {
+        this.failures.succeeded();
+        throw error;
+      }
       this.stats.errors += 1;
       this.failures.failed(operation, error);
       return fallback;
     }
   }
 
-  private readonly clearStep: Step = (call) => this.bounded('clear', call);
+  /** Bounds one round trip of a walk (clear, deleteByPattern). */
+  private readonly scanStep: Step = (call) => this.bounded('scan', call);
 
   /**
    * The backend call's outcome, or an OperationTimeoutError once operationTimeout (up to a quarter
@@ -457,13 +716,76 @@ export abstract class BaseCache {
   }
 
   /**
+   * The entry of `full` while it is kept (fresh or stale), or MISS: not stored, not decodable (an
+   * older format), or invalidated by a tag. Synchronous when the driver is and the entry has no
+   * tags: get() on memory then costs no extra turn of the microtask queue.
+   */
+  private readEntry(full: string): MaybePromise<Read> {
+    const read = this.readBytes(full);
+    return isPending(read)
+      ? read.then((bytes) => this.opened(full, bytes))
+      : this.opened(full, read);
+  }
+
+  /** Decodes what was read, and checks its tags. */
+  private opened(full: string, bytes: Uint8Array | null | undefined): MaybePromise<Read> {
+    if (bytes == null) return MISS;
+    const entry = decodeEntry(bytes) ?? counterEntry(bytes);
+    if (entry === undefined) {
+      // Another program's bytes, or an older format: a miss, and removed.
+      this.failures.warn(messages.corruptEntry(full, 'not an entry of this format'));
+      void this.remove([full]);
+      return MISS;
+    }
+    if (!isKept(entry, this.clock.now())) return MISS;
+    if (entry.tags.length === 0) return entry;
+    return this.tagsAllow(entry).then((valid) => {
+      if (valid) return entry;
+      void this.remove([full]);
+      return MISS;
+    });
+  }
+
+  /** Whether no tag of `entry` was invalidated after it was stored. */
+  private async tagsAllow(entry: Entry): Promise<boolean> {
+    const records = await Promise.all(
+      entry.tags.map(async (tag) => this.readBytes(this.tagKey(tag))),
+    );
+    return records.every((bytes) => {
+      const at = bytes == null ? undefined : decodeCounter(bytes);
+      return at === undefined || at < entry.storedAt;
+    });
+  }
+
+  /** The decoded value of `entry`, or MISS when the serializer refuses its bytes (removed). */
+  private valueOf(full: string, entry: Entry): unknown {
+    if (isCounter(entry)) return (entry as CounterEntry).counter;
+    try {
+      return this.serializer.deserialize(entry.body);
+    } catch (error) {
+      // A corrupt entry (written by another program, or an older format) is a miss, and is removed.
+      this.failures.warn(messages.corruptEntry(full, reasonOf(error)));
+      void this.remove([full]);
+      return MISS;
+    }
+  }
+
+  private foundOf(full: string, entry: Read): Found | undefined {
+    if (entry === MISS) return undefined;
+    const value = this.valueOf(full, entry);
+    return value === MISS ? undefined : { meta: entry, value };
+  }
+
+  private isFresh(entry: EntryMeta, now = this.clock.now()): boolean {
+    return entry.freshUntil === null || now < entry.freshUntil;
+  }
+
+  /**
    * readEntry, failing open like attempt(): the bytes, or undefined when the entry is missing, the
    * backend failed or the breaker is open. Not async, so that a backend answering synchronously
    * (memory) costs get() no extra turn of the microtask queue: get and getOrSet are the hot path.
    */
-  private readBytes(
-    full: string,
-  ): Uint8Array | null | undefined | Promise<Uint8Array | null | undefined> {
+  private readBytes(full: string): MaybePromise<Uint8Array | null | undefined> {
     if (this.failures.isOpen()) {
       this.stats.errors += 1;
       return undefined;
@@ -475,7 +797,7 @@ export abstract class BaseCache {
     if (pending) return pending;
     let read: MaybePromise<Uint8Array | null | undefined>;
     try {
-      read = this.readEntry(full);
+      read = this.driver.get(full);
     } catch (error) {
       return this.readFailed(error);
     }
@@ -503,14 +825,19 @@ export abstract class BaseCache {
   }
 
   /** A write or delete of these keys is starting: reads from now on must not join older ones. */
-  private forgetReads(full: string[]): void {
+  private forget(full: string[]): void {
     if (this.readsInFlight.size > 0) for (const key of full) this.readsInFlight.delete(key);
-    if (this.sharedValues.size > 0) for (const key of full) this.sharedValues.delete(key);
+    if (this.sharedReads.size > 0) for (const key of full) this.sharedReads.delete(key);
   }
 
-  private forgetAllReads(): void {
+  private forgetAll(): void {
     this.readsInFlight.clear();
-    this.sharedValues.clear();
+    this.sharedReads.clear();
+  }
+
+  /** An invalidation reaches the flights of every scope: what they produce is not stored. */
+  private valueFlightsInvalidate(matches: (key: string, tags: readonly string[]) => boolean): void {
+    for (const flights of this.flightScopes.values()) flights.invalidate(matches);
   }
 
   private readonly readSucceeded = (bytes: Uint8Array | null | undefined) => {
@@ -524,43 +851,91 @@ export abstract class BaseCache {
     return undefined;
   };
 
-  /** Decodes a pending read once, for every [readShared] caller that joins it meanwhile. */
-  private async decodeShared(
-    full: string,
-    read: Promise<Uint8Array | null | undefined>,
-  ): Promise<unknown> {
-    // Neither the read (it fails open) nor decode (a corrupt entry is a miss) rejects.
-    const shared = read.then((bytes) => this.decode(full, bytes));
-    this.sharedValues.set(full, shared);
-    const found = await shared;
-    if (this.sharedValues.get(full) === shared) this.sharedValues.delete(full);
-    return found;
-  }
-
-  /** The caller's value, or MISS; counts the hit or miss. */
-  private decode(full: string, bytes: Uint8Array | null | undefined): unknown {
-    if (bytes == null) return this.tally(MISS);
-    try {
-      return this.tally(this.serializer.deserialize(bytes));
-    } catch (error) {
-      // A corrupt entry (written by another program, or an older format) is a miss, and is removed.
-      this.failures.warn(messages.corruptEntry(full, reasonOf(error)));
-      void this.remove([full]);
-      return this.tally(MISS);
-    }
-  }
-
-  /** Counts what one caller found, a value or MISS, and hands it on. */
-  private tally(found: unknown): unknown {
-    this.stats[found === MISS ? 'misses' : 'hits'] += 1;
-    return found;
+  /** Counts what one caller got, and hands it on. */
+  private tally<T>(value: T, what: 'hits' | 'misses' | 'stale'): T {
+    this.stats[what] += 1;
+    return value;
   }
 
   private async remove(full: string[]): Promise<number> {
-    this.forgetReads(full);
-    const removed = await this.attempt('delete', 0, () => this.removeEntries(full));
+    this.forget(full);
+    const removed = await this.attempt('delete', 0, () => this.driver.delete(full));
     this.stats.deletes += removed;
     return removed;
+  }
+
+  /**
+   * Writes one entry: its tag records first (an entry whose tags could not be recorded could not
+   * be invalidated, so it is not written), then the entry, unless the flight that produced it was
+   * invalidated meanwhile.
+   */
+  private async store(
+    key: string,
+    full: string,
+    bytes: Buffer,
+    policy: Policy,
+    storedAt: number,
+    lead: Lead<unknown> | undefined,
+  ): Promise<boolean> {
+    if (policy.tags.length > 0) {
+      const touched = await this.touchTags(policy.tags, this.keptUntil(policy, storedAt));
+      if (!touched) return false;
+    }
+    if (lead?.invalidated) return false;
+    const entry = this.driverEntry(key, full, bytes, policy, storedAt);
+    this.forget([full]);
+    const stored = await this.attempt('set', false, () =>
+      this.driver.set(entry.key, entry.bytes, entry.ttlMs),
+    );
+    if (stored) this.stats.writes += 1;
+    return stored;
+  }
+
+  private async touchTags(tags: readonly string[], expiresAt: number | null): Promise<boolean> {
+    const keys = tags.map((tag) => this.tagKey(tag));
+    let touched = true;
+    await this.attempt('set', undefined, async () => {
+      touched = false;
+      if (this.driver.touchTags) await this.driver.touchTags(keys, expiresAt);
+      else await touchTagsWith(this.driver, keys, expiresAt, this.clock.now());
+      touched = true;
+    });
+    return touched && !this.failures.isOpen();
+  }
+
+  private driverEntry(
+    key: string,
+    full: string,
+    body: Buffer,
+    policy: Policy,
+    storedAt: number,
+  ): DriverEntry {
+    const now = this.clock.now();
+    const freshUntil = policy.ttlMs === null ? null : storedAt + policy.ttlMs;
+    const staleUntil = freshUntil === null ? null : freshUntil + policy.keepMs;
+    // A shortened key keeps the user's key in its entry, for deleteByPattern().
+    const shortened = full.length !== this.namespace.length + key.length;
+    const bytes = encodeEntry(
+      { storedAt, freshUntil, staleUntil, tags: policy.tags, key: shortened ? key : undefined },
+      body,
+    );
+    // The driver keeps it until its last stale window ends (at least 1 ms: it was just made).
+    const ttlMs = staleUntil === null ? null : Math.max(1, Math.ceil(staleUntil - now));
+    return { key: full, bytes, ttlMs };
+  }
+
+  /** Until when an entry of `policy` stored at `storedAt` is kept: its tag records must live as long. */
+  private keptUntil(policy: Policy, storedAt: number): number | null {
+    return policy.ttlMs === null ? null : storedAt + policy.ttlMs + policy.keepMs;
+  }
+
+  /**
+   * What a write made now is dated with: now, or just after this process's latest tag
+   * invalidation when that was in the same millisecond (the invalidation must not reach it).
+   */
+  private writeTime(): number {
+    const now = this.clock.now();
+    return now > this.lastInvalidationAt ? now : this.lastInvalidationAt + 1;
   }
 
   /**
@@ -571,7 +946,7 @@ export abstract class BaseCache {
     key: string,
     full: string,
     factory: () => unknown,
-    ttlMs: number | null,
+    policy: Policy,
     lead: Lead<Buffer>,
   ): Promise<void> {
     try {
@@ -579,11 +954,7 @@ export abstract class BaseCache {
       if (value === undefined) return; // nothing to cache: end() lands the flight empty
       const bytes = this.encode(key, value);
       lead.land({ kind: 'value', value: bytes });
-      this.forgetReads([full]);
-      const stored = await this.attempt('set', false, () =>
-        this.writeEntry({ key: full, bytes, ttlMs }),
-      );
-      if (stored) this.stats.writes += 1;
+      await this.store(key, full, bytes, policy, lead.startedAt, lead as Lead<unknown>);
     } catch (error) {
       lead.land({ kind: 'error', error });
     } finally {
@@ -591,12 +962,20 @@ export abstract class BaseCache {
     }
   }
 
-  private entryFor(entry: CacheEntry, operation: string): StoredEntry {
-    if (entry === null || typeof entry !== 'object') {
-      throw new TypeError(`${operation} expects entries of the form { key, value, ttl? }.`);
-    }
-    const key = this.keyFor(entry.key, operation);
-    return { key, ttlMs: this.ttlFor(entry.ttl), bytes: this.encode(entry.key, entry.value) };
+  /** One background refresh of a stale entry; a failure is logged, and the stale entry stays. */
+  private refresh(key: string, full: string, factory: () => unknown, policy: Policy): void {
+    const lead = this.valueFlights.lead(key, policy.tags);
+    if (!lead) return; // a refresh (or a miss's flight) is running already
+    void this.produce(key, full, factory, policy, lead);
+    void lead.landing.then((landing) => {
+      if (landing.kind === 'error' || landing.kind === 'timeout') {
+        const reason =
+          landing.kind === 'error'
+            ? reasonOf(landing.error)
+            : `no value within ${landing.waitedMs} ms`;
+        this.failures.warn(messages.refreshFailed(key, reason));
+      }
+    });
   }
 
   private encode(key: string, value: unknown): Buffer {
@@ -611,8 +990,56 @@ export abstract class BaseCache {
     }
   }
 
-  private ttlFor(ttl: Ttl | undefined): number | null {
-    return ttl === undefined ? this.defaultTtlMs : ttlToMs(ttl);
+  /** A call's ttl, stale windows and tags, checked: the one place they are read. */
+  private policyFor(
+    options: Ttl | SetOptions | GetOrSetOptions | undefined,
+    operation: string,
+  ): Policy {
+    if (Array.isArray(options)) {
+      throw new InvalidTtlError(
+        messages.invalidTtl(`${operation} ttl`, options, 'is not a ttl nor an options object'),
+      );
+    }
+    if (options === undefined || options === null || typeof options !== 'object') {
+      return {
+        ttlMs: this.ttlFor(options as Ttl | undefined, operation),
+        keepMs: 0,
+        swrMs: 0,
+        sieMs: 0,
+        softMs: undefined,
+        tags: NO_TAGS,
+      };
+    }
+    const { ttl, tags, staleWhileRevalidate, staleIfError } = options;
+    const softTimeout = (options as GetOrSetOptions).softTimeout;
+    const ttlMs = this.ttlFor(ttl, operation);
+    const window = (name: string, value: Ttl | undefined): number => {
+      if (value === undefined) return 0;
+      const ms = ttlToMs(value, `${operation} option "${name}"`);
+      if (ms === null) throw new InvalidTtlError(messages.staleWindowNull(operation, name));
+      if (ttlMs === null) throw new InvalidTtlError(messages.staleWithoutTtl(operation, name));
+      return ms;
+    };
+    const swrMs = window('staleWhileRevalidate', staleWhileRevalidate);
+    const sieMs = window('staleIfError', staleIfError);
+    let softMs: number | undefined;
+    if (softTimeout !== undefined) {
+      softMs = window('softTimeout', softTimeout);
+      if (softMs > MAX_TIMER_MS) throw new InvalidTtlError(messages.softTimeoutTooLong(operation));
+      if (sieMs === 0) throw new InvalidTtlError(messages.softTimeoutWithoutStale(operation));
+    }
+    return {
+      ttlMs,
+      keepMs: Math.max(swrMs, sieMs),
+      swrMs,
+      sieMs,
+      softMs,
+      tags: tags === undefined ? NO_TAGS : validTags(tags, operation),
+    };
+  }
+
+  private ttlFor(ttl: Ttl | undefined, operation: string): number | null {
+    return ttl === undefined ? this.defaultTtlMs : ttlToMs(ttl, `${operation} ttl`);
   }
 
   private keysFor(keys: string[], operation: string): string[] {
@@ -627,9 +1054,86 @@ export abstract class BaseCache {
     return this.namespace + storedKey(key);
   }
 
+  private tagKey(tag: string): string {
+    return this.tagNamespace + storedKey(tag);
+  }
+
   private assertOpen(operation: string): void {
     if (this.closing) throw new CacheClosedError(messages.closed(operation));
   }
+}
+
+/**
+ * A cache on a driver of your own: `new DriverCache(myDriver, options)`, or
+ * `CacheModule.forRoot({ backend: (context) => myDriver })`.
+ */
+export class DriverCache extends BaseCache {
+  constructor(
+    driver: CacheDriver | ((context: DriverContext) => CacheDriver),
+    options: BaseCacheOptions = {},
+  ) {
+    super(driver, options);
+  }
+}
+
+const NO_TAGS: readonly string[] = Object.freeze([]);
+
+/** A counter read back: no envelope, so plain metadata around its number. */
+interface CounterEntry extends Entry {
+  counter: number;
+}
+
+function counterEntry(bytes: Uint8Array): CounterEntry | undefined {
+  const counter = decodeCounter(bytes);
+  if (counter === undefined) return undefined;
+  return { storedAt: 0, freshUntil: null, staleUntil: null, tags: NO_TAGS, body: bytes, counter };
+}
+
+function isCounter(entry: Entry): entry is CounterEntry {
+  return (entry as Partial<CounterEntry>).counter !== undefined;
+}
+
+/** Whether the entry may still be served at all (fresh, or inside its stale window). */
+function isKept(entry: EntryMeta, now: number): boolean {
+  return entry.staleUntil === null || now < entry.staleUntil;
+}
+
+/** How long the entry has been stale (negative while fresh). */
+function staleFor(entry: EntryMeta, now: number): number {
+  return entry.freshUntil === null ? -Infinity : now - entry.freshUntil;
+}
+
+function latest(times: (number | null)[]): number | null {
+  return times.includes(null) ? null : Math.max(...(times as number[]));
+}
+
+/** The flight's landing, or a soft timeout after `ms`. */
+function withSoftTimeout<V>(
+  landing: Promise<import('./flights.js').Landing<V>>,
+  ms: number,
+): Promise<import('./flights.js').Landing<V> | { kind: 'soft-timeout'; waitedMs: number }> {
+  let timer: NodeJS.Timeout | undefined;
+  const soft = new Promise<{ kind: 'soft-timeout'; waitedMs: number }>((resolve) => {
+    timer = setTimeout(() => resolve({ kind: 'soft-timeout', waitedMs: ms }), ms);
+  });
+  return Promise.race([landing, soft]).finally(() => clearTimeout(timer));
+}
+
+function validTags(tags: unknown, operation: string): readonly string[] {
+  if (!Array.isArray(tags)) throw new InvalidTagError(messages.invalidTags(operation, tags));
+  if (tags.length > MAX_TAGS)
+    throw new InvalidTagError(messages.tooManyTags(operation, tags.length));
+  for (const tag of tags) {
+    if (
+      typeof tag !== 'string' ||
+      tag.length === 0 ||
+      hasLoneSurrogate(tag) ||
+      Buffer.byteLength(tag) > 65_535
+    ) {
+      throw new InvalidTagError(messages.invalidTag(operation, tag));
+    }
+  }
+  return [...new Set(tags as string[])];
 }
 
 /** What a key shortened by storedKey() ends with: '…#' and 64 hex digits. */
@@ -670,6 +1174,16 @@ function validClock(clock: unknown): Clock {
     );
   }
   return clock as Clock;
+}
+
+const REQUIRED_DRIVER_METHODS = ['get', 'set', 'delete', 'ttl', 'scan', 'close'] as const;
+
+function validDriver(driver: unknown): CacheDriver {
+  const missing = REQUIRED_DRIVER_METHODS.filter(
+    (method) => typeof (driver as Record<string, unknown> | null)?.[method] !== 'function',
+  );
+  if (missing.length > 0) throw new CacheConfigError(messages.invalidDriver(driver, missing));
+  return driver as CacheDriver;
 }
 
 function validPrefix(prefix: unknown): string {

@@ -1,20 +1,25 @@
 import type { ExecutionContext } from '@nestjs/common';
-import type { BaseCache, BaseCacheOptions } from './base-cache.js';
+import type { BaseCache, BaseCacheOptions, DriverContext } from './base-cache.js';
+import type { CacheDriver } from './driver.js';
 import type { Ttl } from './ttl.js';
 import type { MemoryCacheOptions } from './stores/memory.cache.js';
 import type { RedisCacheOptions } from './stores/redis.cache.js';
 
-/** A backend of your own: a class that extends BaseCache; the module constructs it with its options. */
+/** A backend of your own, as a class: one that extends BaseCache (DriverCache, say); the module constructs it with its options. */
 export type CacheBackendClass = new (options: CacheModuleOptions) => BaseCache;
 
-/** Where entries live. */
-export type CacheBackend = 'memory' | 'redis' | CacheBackendClass;
+/**
+ * Where entries live: 'memory', 'redis', a driver of your own (a CacheDriver, or a function that
+ * makes one from the cache's DriverContext), or a class that extends BaseCache.
+ */
+export type CacheBackend =
+  'memory' | 'redis' | CacheDriver | ((context: DriverContext) => CacheDriver) | CacheBackendClass;
 
 /** Options of CacheModule.forRoot / the value forRootAsync's factory resolves to. */
 export interface CacheModuleOptions extends BaseCacheOptions {
   /**
-   * 'memory' (embedded, per process), 'redis' (shared, needs `npm install ioredis`),
-   * or a class that extends BaseCache.
+   * 'memory' (embedded, per process), 'redis' (shared, needs `npm install ioredis`), a driver
+   * of your own (or a function of the DriverContext that makes one), or a class that extends BaseCache.
    * @default 'memory'
    */
   backend?: CacheBackend;
@@ -66,4 +71,7 @@ export interface HttpCacheOptions {
    * @default the module's ttl
    */
   ttl?: Ttl;
+  /** Stale windows of every cached route, unless a route sets @CacheStale(). @default none */
+  staleWhileRevalidate?: Exclude<Ttl, null>;
+  staleIfError?: Exclude<Ttl, null>;
 }

@@ -27,6 +27,12 @@ export const DEFAULT_OPERATION_TIMEOUT = '2s';
  */
 export const MAX_RECORDED_BODY_BYTES = 16 * 1024 * 1024;
 
+/** Most tags one entry carries. */
+export const MAX_TAGS = 64;
+
+/** Keys a walk of a namespace (clear, deleteByPattern) handles per round trip (Redis SCAN COUNT). */
+export const SCAN_BATCH = 1_000;
+
 /** Keys longer than this are shortened to a prefix of them plus their SHA-256. */
 export const MAX_KEY_LENGTH = 1_024;
 
@@ -47,6 +53,13 @@ export const NO_CACHE_METADATA = 'nest-cache:no-cache';
 export const CACHE_VARY_METADATA = 'nest-cache:vary';
 export const CACHE_PER_USER_METADATA = 'nest-cache:per-user';
 export const CACHE_PUBLIC_METADATA = 'nest-cache:public';
+export const CACHE_TAGS_METADATA = 'nest-cache:tags';
+export const CACHE_STALE_METADATA = 'nest-cache:stale';
+export const CACHE_NAME_METADATA = 'nest-cache:cache-name';
+
+/** Method metadata keys of @Cacheable and @CacheEvict. */
+export const CACHEABLE_METADATA = 'nest-cache:cacheable';
+export const CACHE_EVICT_METADATA = 'nest-cache:evict';
 
 /** Response statuses stored by default. */
 export const DEFAULT_CACHEABLE_STATUSES = [200];

@@ -54,3 +54,27 @@ export class OperationTimeoutError extends Error {
   readonly code = 'NEST_CACHE_OPERATION_TIMEOUT';
   override readonly name = 'OperationTimeoutError';
 }
+
+/** A tag that is not a non-empty string (or a list of tags that is not an array of them). */
+export class InvalidTagError extends TypeError {
+  readonly code = 'NEST_CACHE_INVALID_TAG';
+  override readonly name = 'InvalidTagError';
+}
+
+/** A deleteByPattern() glob that is not well formed (an unclosed '[', a trailing '\'...). */
+export class InvalidPatternError extends TypeError {
+  readonly code = 'NEST_CACHE_INVALID_PATTERN';
+  override readonly name = 'InvalidPatternError';
+}
+
+/** increment() or decrement() with a `by` that is not a safe integer, or on a key that holds something else. */
+export class NotACounterError extends TypeError {
+  readonly code = 'NEST_CACHE_NOT_A_COUNTER';
+  override readonly name = 'NotACounterError';
+}
+
+/** A @Cacheable() method called with an argument its default key cannot represent faithfully. */
+export class UnkeyableArgumentError extends TypeError {
+  readonly code = 'NEST_CACHE_UNKEYABLE_ARGUMENT';
+  override readonly name = 'UnkeyableArgumentError';
+}

@@ -25,6 +25,15 @@ export interface Flight<V> {
 
 /** The leader's handle on its flight. */
 export interface Lead<V> extends Flight<V> {
+  /** When the flight started, by the clock of its Flights: what its result is dated with. */
+  readonly startedAt: number;
+  /** The tags of what the flight produces: invalidateTags() of one of them invalidates it. */
+  readonly tags: readonly string[];
+  /**
+   * Whether the key (or one of the tags) was invalidated after the flight started: its result
+   * must not be stored, since it may predate the invalidation. New callers no longer join it.
+   */
+  readonly invalidated: boolean;
   /** Hands the outcome to everyone waiting, now. Later calls, and calls after the deadline, do nothing. */
   land(landing: Landing<V>): void;
   /**
@@ -63,16 +72,22 @@ export class Flights<V> {
     return this.inFlight.size === 0 ? undefined : this.inFlight.get(key);
   }
 
-  /** Starts a flight of `key`, led by the caller; undefined when one is in progress already. */
-  lead(key: string): Lead<V> | undefined {
+  /**
+   * Starts a flight of `key`, led by the caller, producing something tagged `tags`; undefined
+   * when one is in progress already.
+   */
+  lead(key: string, tags: readonly string[] = NO_TAGS): Lead<V> | undefined {
     if (this.inFlight.has(key)) return undefined;
     const started = this.clock.now();
     let settle!: (landing: Landing<V>) => void;
     let landed = false;
     let ended = false;
     const landing = new Promise<Landing<V>>((resolve) => (settle = resolve));
-    const lead: Lead<V> = {
+    const lead: Lead<V> & { invalidated: boolean } = {
       landing,
+      startedAt: started,
+      tags,
+      invalidated: false,
       land: (outcome) => {
         if (landed) return;
         landed = true;
@@ -95,4 +110,19 @@ export class Flights<V> {
     this.inFlight.set(key, lead);
     return lead;
   }
+
+  /**
+   * Marks the flights whose key or tags `matches` says were invalidated (see Lead.invalidated) and
+   * detaches them: the next caller of such a key starts a flight of its own.
+   */
+  invalidate(matches: (key: string, tags: readonly string[]) => boolean): void {
+    if (this.inFlight.size === 0) return;
+    for (const [key, lead] of this.inFlight) {
+      if (!matches(key, lead.tags)) continue;
+      (lead as { invalidated: boolean }).invalidated = true;
+      this.inFlight.delete(key);
+    }
+  }
 }
+
+const NO_TAGS: readonly string[] = Object.freeze([]);

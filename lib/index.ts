@@ -1,5 +1,22 @@
-export { CacheModule } from './cache.module.js';
-export { CACHE_MODULE_OPTIONS, type CacheOptionsFactory } from './cache.module-definition.js';
+export {
+  CacheModule,
+  type CacheModuleAsyncOptions,
+  type CacheOptionsFactory,
+  type CacheRegistration,
+} from './cache.module.js';
+export {
+  CACHE_MODULE_OPTIONS,
+  getCacheOptionsToken,
+  getCacheToken,
+  InjectCache,
+} from './cache.tokens.js';
+export {
+  Cacheable,
+  CacheEvict,
+  type CacheableOptions,
+  type CacheEvictOptions,
+} from './method/cacheable.js';
+export { invalidateCacheable } from './method/cacheable.explorer.js';
 export type {
   CacheBackend,
   CacheBackendClass,
@@ -8,13 +25,19 @@ export type {
 export { createCache } from './cache.providers.js';
 export {
   BaseCache,
+  DriverCache,
   type BaseCacheOptions,
   type CacheEntry,
   type CacheStats,
-  type MaybePromise,
-  type Step,
-  type StoredEntry,
+  type DriverContext,
+  type Found,
+  type GetOrSetOptions,
+  type SetOptions,
 } from './base-cache.js';
+export type { CacheDriver, DriverEntry, MaybePromise, Step } from './driver.js';
+export { ENTRY_FORMAT, type EntryMeta } from './entry.js';
+export { MemoryDriver } from './stores/memory.cache.js';
+export { RedisDriver } from './stores/redis.cache.js';
 export type { Flight, Flights, Landing, Lead } from './flights.js';
 export { systemClock, type Clock } from './clock.js';
 export { MemoryCache, type MemoryCacheOptions } from './stores/memory.cache.js';
@@ -27,7 +50,11 @@ export {
   CorruptEntryError,
   FactoryTimeoutError,
   InvalidKeyError,
+  InvalidPatternError,
+  InvalidTagError,
   InvalidTtlError,
+  NotACounterError,
+  UnkeyableArgumentError,
   OperationTimeoutError,
   UnserializableValueError,
 } from './errors.js';
@@ -36,10 +63,14 @@ export {
   CacheKey,
   CachePerUser,
   CachePublic,
+  CacheStale,
+  CacheTags,
   CacheTTL,
   CacheVary,
   NoCache,
   type CacheKeyName,
+  type CacheStaleOptions,
+  type CacheTagsSpec,
   type IdentifyUser,
 } from './http/decorators.js';
 export type { CachedResponse, SentResponse } from './http/cacheability.js';

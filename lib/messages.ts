@@ -31,7 +31,12 @@ export const messages = {
     `getOrSet("${key}"): its factory had not settled ${ms} ms after it started, so every caller waiting on it gave up. Make the factory settle sooner or raise the "getOrSetTimeout" option.`,
 
   unknownBackend: (backend: unknown) =>
-    `Unknown cache backend ${describe(backend)} in CacheModule options "backend". Use 'memory' (the default), 'redis', or a class that extends BaseCache.`,
+    `Unknown cache backend ${describe(backend)} in CacheModule options "backend". Use 'memory' (the default), 'redis', a driver (an object with get, set, delete, ttl, scan and close, or a function that returns one), or a class that extends BaseCache.`,
+
+  cacheRegisteredTwice: (name: string | undefined) =>
+    name === undefined
+      ? `CacheModule.forRoot() registers the default cache twice in this application (two imports with different options). Register it once (isGlobal: true makes it injectable everywhere), or give the second one a name: CacheModule.forRoot({ name: 'sessions', ... }).`
+      : `CacheModule.forRoot({ name: "${name}" }) registers the cache "${name}" twice in this application (two imports with different options). Register each name once (isGlobal: true makes it injectable everywhere), or pick another name.`,
 
   invalidPrefix: (prefix: unknown) =>
     `Invalid CacheModule option "prefix": ${describe(prefix)}. The prefix must be a non-empty string; clear() deletes only keys under it.`,
@@ -89,6 +94,66 @@ export const messages = {
 
   adoptedCommandTimeoutOverOperationTimeout: (commandMs: number, operationMs: number) =>
     `The ioredis client given as CacheModule option "redis.client" has commandTimeout ${commandMs} ms, not below "operationTimeout" (${operationMs} ms): the cache gives up on commands the client still waits for, and a write it gave up on can still land later. Create the client with a lower commandTimeout, or raise operationTimeout.`,
+
+  invalidPattern: (pattern: unknown, problem: string) =>
+    `Invalid deleteByPattern() pattern ${describe(pattern)}: it ${problem}. A pattern is a glob matched against your keys: * any run of characters, ? one character, [abc] or [a-z] one of a set, [^abc] one not in it, \\ escapes the next character; e.g. 'user:*'.`,
+
+  invalidTags: (operation: string, tags: unknown) =>
+    `Invalid tags in ${operation}(): ${describe(tags)}. Tags are an array of non-empty strings, e.g. ['user:42', 'products'].`,
+
+  invalidTag: (operation: string, tag: unknown) =>
+    `Invalid tag in ${operation}(): ${describe(tag)}. A tag is a non-empty string (of at most 65535 UTF-8 bytes, without lone surrogates), e.g. 'user:42'.`,
+
+  tooManyTags: (operation: string, count: number) =>
+    `Too many tags in ${operation}(): ${count}. An entry carries at most 64 tags; tag by what invalidates it (an owner, a collection), not by every attribute.`,
+
+  invalidIncrement: (key: string, by: unknown) =>
+    `Invalid "by" for counter "${key}": ${describe(by)}. Use a whole number (a safe integer), e.g. increment('${key}', 5).`,
+
+  notACounter: (key: string) =>
+    `The key "${key}" holds a value that is not a counter, so it cannot be incremented. Use another key for the counter, or delete() this one first.`,
+
+  staleWithoutTtl: (operation: string, option: string) =>
+    `Invalid ${operation} option "${option}": the entry never expires (its ttl is null), so it is never stale. Give a ttl, or drop "${option}".`,
+
+  staleWindowNull: (operation: string, option: string) =>
+    `Invalid ${operation} option "${option}": null. A stale window is a duration (seconds when a number, or '30s', '5m'...).`,
+
+  softTimeoutWithoutStale: (operation: string) =>
+    `Invalid ${operation} option "softTimeout": it returns a stale value when the factory is slow, and there is none without "staleIfError". Add staleIfError (how long past its ttl the value may be served), or drop softTimeout.`,
+
+  softTimeoutTooLong: (operation: string) =>
+    `Invalid ${operation} option "softTimeout": over ${2 ** 31 - 1} ms (about 24.8 days), the longest timer Node runs.`,
+
+  refreshFailed: (key: string, reason: string) =>
+    `The background refresh of "${key}" failed (${reason}); its stale value is still served until its stale window ends.`,
+
+  invalidDriver: (driver: unknown, missing: readonly string[]) =>
+    `Invalid cache driver ${describe(driver)}: it lacks ${missing.join(', ')}. A driver implements get, set, delete, ttl, scan and close on full keys and bytes (see CacheDriver in the README, "A backend of your own").`,
+
+  unkeyableArgument: (method: string, path: string, what: string) =>
+    `@Cacheable ${method}: its ${path} is ${what}, which the default key cannot represent faithfully (two different calls could share an entry). Pass plain data (strings, numbers, plain objects, arrays, Dates, objects with toJSON()), or give @Cacheable a key: { key: (...args) => string }.`,
+
+  cacheableKeyInvalid: (method: string, key: unknown) =>
+    `@Cacheable ${method}: its key function returned ${describe(key)}, not a non-empty string. Make { key: (...args) => ... } return the key, e.g. \`report:\${id}\`.`,
+
+  decoratorOnNonMethod: (decorator: string, property: string) =>
+    `${decorator} is on "${property}", which is not a method. Put it on a method of a provider (or, for @CacheEvict, of a controller).`,
+
+  evictsNothing: () =>
+    `@CacheEvict() needs something to evict: { keys }, { tags } or { all: true }.`,
+
+  cacheNotRegistered: (decorator: string, method: string, name: string | undefined) =>
+    `${decorator} on ${method} uses the cache ${name === undefined ? '(default)' : `"${name}"`}, which no CacheModule registers in this application. Import CacheModule.forRoot(${name === undefined ? '' : `{ name: '${name}', ... }`}) (isGlobal: true makes it reachable from every module).`,
+
+  evictFailed: (method: string, reason: string) =>
+    `@CacheEvict on ${method} could not evict (${reason}); the call itself succeeded. Fix the keys or tags function of @CacheEvict.`,
+
+  notCacheable: (method: unknown) =>
+    `invalidateCacheable() needs a @Cacheable method as Nest's instance holds it (e.g. this.reports.find), got ${describe(method)}. The method is wrapped when its module initializes; pass it from the injected instance, not from the class prototype.`,
+
+  tagsFailed: (path: string, reason: string) =>
+    `The @CacheTags() builder of GET ${path} failed (${reason}); the request was served without the cache. Make it return an array of non-empty strings. Later errors of this route are not reported.`,
 } as const;
 
 /** The error's message only: never its stack of arguments, so no value or password is logged. */

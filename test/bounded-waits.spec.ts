@@ -1,8 +1,10 @@
 import { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
-  BaseCache,
   type BaseCacheOptions,
+  type CacheDriver,
+  DriverCache,
+  MemoryDriver,
   CacheConfigError,
   FactoryTimeoutError,
   InvalidTtlError,
@@ -20,43 +22,60 @@ const OPERATION_TIMEOUT_MS = 1_000;
 const GIVEN_UP_BY_MS = OPERATION_TIMEOUT_MS * 1.25;
 const GET_OR_SET_TIMEOUT_MS = 3_000;
 
-/** A backend that never answers: every primitive returns a promise that never settles. */
-class SilentCache extends BaseCache {
+/** A driver that never answers: every method returns a promise that never settles. */
+class SilentDriver implements CacheDriver {
+  readonly name = 'silent';
   readonly calls: string[] = [];
   private never(call: string): Promise<never> {
     this.calls.push(call);
     return new Promise<never>(() => {});
   }
-  protected readEntry() {
+  get() {
     return this.never('read');
   }
-  protected writeEntry() {
+  set() {
     return this.never('write');
   }
-  protected removeEntries() {
+  delete() {
     return this.never('remove');
   }
-  protected entryTtl() {
+  ttl() {
     return this.never('ttl');
   }
-  protected clearNamespace(_namespace: string, step: Step) {
+  async *scan(_prefix: string, _pattern: string | undefined, step: Step) {
     // A walk whose first round trip never answers.
-    return step(this.never('clear'));
+    yield await step(this.never('clear'));
   }
-  protected closeBackend() {
+  close() {
     return this.never('close');
   }
 }
 
-/** A memory backend whose clear() takes 20 round trips of half an operationTimeout each. */
-class SteppingCache extends MemoryCache {
+class SilentCache extends DriverCache {
+  constructor(options: BaseCacheOptions) {
+    const driver = new SilentDriver();
+    super(driver, options);
+    this.calls = driver.calls;
+  }
+  readonly calls: string[];
+}
+
+/** A memory driver whose clear() takes 20 round trips of half an operationTimeout each. */
+class SteppingCache extends DriverCache {
   steps = 0;
-  protected override async clearNamespace(namespace: string, step: Step): Promise<void> {
-    for (let i = 0; i < 20; i += 1) {
-      await step(new Promise((resolve) => setTimeout(resolve, OPERATION_TIMEOUT_MS / 2)));
-      this.steps += 1;
-    }
-    await super.clearNamespace(namespace, step);
+  constructor(options: BaseCacheOptions) {
+    super((context) => {
+      const driver = new MemoryDriver({}, context.clock);
+      return Object.assign(driver, {
+        clear: async (_prefixes: string[], step: Step) => {
+          for (let i = 0; i < 20; i += 1) {
+            await step(new Promise((resolve) => setTimeout(resolve, OPERATION_TIMEOUT_MS / 2)));
+            this.steps += 1;
+          }
+          MemoryDriver.prototype.clear.call(driver);
+        },
+      });
+    }, options);
   }
 }
 

@@ -9,10 +9,11 @@ import {
   CacheModule,
   type CacheModuleOptions,
   type CacheOptionsFactory,
+  DriverCache,
   InvalidTtlError,
   MemoryCache,
 } from '../lib/index.js';
-import { MapCache } from './support/map-cache.js';
+import { MapDriver } from './support/map-driver.js';
 
 @Injectable()
 class ReportService {
@@ -45,9 +46,9 @@ describe('CacheModule.forRoot', () => {
 
   it('constructs a custom backend class with the module options', async () => {
     const { app, cache } = await start([
-      CacheModule.forRoot({ backend: MapCache, prefix: 'custom' }),
+      CacheModule.forRoot({ backend: ({ clock }) => new MapDriver(clock), prefix: 'custom' }),
     ]);
-    expect(cache).toBeInstanceOf(MapCache);
+    expect(cache).toBeInstanceOf(DriverCache);
     expect(cache.prefix).toBe('custom');
     await app.close();
   });

@@ -93,7 +93,7 @@ describe('MemoryCache bounds', () => {
   it('keeps each entry in memory of its own size, not in a shared 8 KB slab', async () => {
     class PeekingCache extends MemoryCache {
       peek(key: string) {
-        return this.readEntry(`${this.prefix}:${key}`)!;
+        return this.driver.get(`${this.prefix}:${key}`) as Buffer;
       }
     }
     const cache = new PeekingCache();

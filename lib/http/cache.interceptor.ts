@@ -6,6 +6,7 @@ import {
   Logger,
   type NestInterceptor,
   StreamableFile,
+  type Type,
 } from '@nestjs/common';
 import {
   INTERCEPTORS_METADATA,
@@ -15,21 +16,25 @@ import {
   VERSION_METADATA,
 } from '@nestjs/common/constants.js';
 import { RouteParamtypes } from '@nestjs/common/enums/route-paramtypes.enum.js';
-import { ApplicationConfig, HttpAdapterHost, Reflector } from '@nestjs/core';
-import { type Observable, of, tap } from 'rxjs';
-import { BaseCache, readShared } from '../base-cache.js';
+import { ApplicationConfig, HttpAdapterHost, ModuleRef, Reflector } from '@nestjs/core';
+import { catchError, mergeMap, type Observable, of, tap } from 'rxjs';
+import { BaseCache, readShared, storeLed, type SetOptions } from '../base-cache.js';
 import type { CacheModuleOptions } from '../cache-module.options.js';
 import {
   CACHE_KEY_METADATA,
   CACHE_PER_USER_METADATA,
+  CACHE_EVICT_METADATA,
   CACHE_PUBLIC_METADATA,
+  CACHE_STALE_METADATA,
+  CACHE_TAGS_METADATA,
   CACHE_TTL_METADATA,
   CACHE_VARY_METADATA,
   DEFAULT_CACHEABLE_STATUSES,
   NO_CACHE_METADATA,
 } from '../cache.constants.js';
-import { CACHE_MODULE_OPTIONS } from '../cache.module-definition.js';
+import { CACHE_MODULE_OPTIONS, getCacheOptionsToken, getCacheToken } from '../cache.tokens.js';
 import { CacheConfigError } from '../errors.js';
+import type { EntryMeta } from '../entry.js';
 import type { Flights, Lead } from '../flights.js';
 import { MAX_RECORDED_BODY_BYTES } from '../cache.constants.js';
 import { messages, reasonOf } from '../messages.js';
@@ -47,7 +52,9 @@ import {
   hasUnkeyedCredentials,
   whyNotStorable,
 } from './cacheability.js';
-import type { CacheKeyName, IdentifyUser } from './decorators.js';
+import type { CacheKeyName, CacheStaleOptions, CacheTagsSpec, IdentifyUser } from './decorators.js';
+import type { CacheEvictOptions } from '../method/cacheable.js';
+import { evict } from '../method/cacheable.explorer.js';
 import { requestKey } from './request-key.js';
 import { SentBody } from './sent-body.js';
 
@@ -72,9 +79,22 @@ export interface RoutePolicy {
   versions: readonly (string | symbol)[] | undefined;
   /** How HITs are replayed; decided at the route's first cacheable request. */
   replayAs?: 'bytes' | 'value';
+  /** The tags of its entries (@CacheTags). */
+  tags: CacheTagsSpec | undefined;
+  /** Its stale windows (@CacheStale, or the module's http options), in ms; 0 for none. */
+  staleWhileRevalidateMs: number;
+  staleIfErrorMs: number;
+  /** What a successful request of the route evicts (@CacheEvict). */
+  evict: CacheEvictOptions | undefined;
 }
 
-type CacheStatus = 'HIT' | 'MISS' | 'BYPASS';
+type CacheStatus = 'HIT' | 'MISS' | 'BYPASS' | 'STALE';
+
+/** A stale entry a request may answer with when its own run fails (staleIfError). */
+interface Fallback {
+  entry: CachedResponse;
+  body: unknown;
+}
 
 const NO_HEADERS: [string, string | undefined][] = [];
 
@@ -121,10 +141,36 @@ export class CacheInterceptor implements NestInterceptor {
     protected readonly reflector: Reflector,
     protected readonly adapterHost: HttpAdapterHost,
     private readonly appConfig: ApplicationConfig,
+    private readonly moduleRef: ModuleRef,
   ) {
     this.http = validHttpOptions(options.http ?? {});
     this.statuses = this.http.statuses ?? DEFAULT_CACHEABLE_STATUSES;
     this.flights = cache.singleFlight<CachedResponse>('nest-cache:responses');
+  }
+
+  /**
+   * CacheInterceptor on the named cache `name` (CacheModule.forRoot({ name })):
+   * `@UseInterceptors(CacheInterceptor.withCache('pages'))`.
+   */
+  static withCache(name: string): Type<CacheInterceptor> {
+    let named = namedInterceptors.get(name);
+    if (!named) {
+      @Injectable()
+      class NamedCacheInterceptor extends CacheInterceptor {
+        constructor(
+          @Inject(getCacheToken(name)) cache: BaseCache,
+          @Inject(getCacheOptionsToken(name)) options: CacheModuleOptions,
+          reflector: Reflector,
+          adapterHost: HttpAdapterHost,
+          appConfig: ApplicationConfig,
+          moduleRef: ModuleRef,
+        ) {
+          super(cache, options, reflector, adapterHost, appConfig, moduleRef);
+        }
+      }
+      namedInterceptors.set(name, (named = NamedCacheInterceptor));
+    }
+    return named;
   }
 
   intercept(
@@ -134,6 +180,8 @@ export class CacheInterceptor implements NestInterceptor {
     if (this.options.enabled === false || context.getType() !== 'http') return next.handle();
     const http = context.switchToHttp();
     const request = http.getRequest();
+    const evicts = this.policyFor(context).evict;
+    if (evicts) return this.evictAfter(context, request, next, evicts);
     if (request.method !== 'GET' && request.method !== 'HEAD') return next.handle();
     if (inside.has(request)) {
       this.warnOnce(context, 'twice', messages.interceptorTwice(pathOf(request)));
@@ -157,51 +205,199 @@ export class CacheInterceptor implements NestInterceptor {
       !policy.sendsItself && this.isRequestCacheable(context)
         ? this.keyOrBypass(context)
         : undefined;
-    if (key === undefined) {
+    const tags = key === undefined ? undefined : this.tagsOrBypass(context, policy);
+    if (key === undefined || tags === undefined) {
       this.mark(response, 'BYPASS');
       return this.handled(request, next);
     }
+    // A HEAD response has no body to store; it is answered from the GET entry when there is one.
+    const mayLead = request.method === 'GET';
     const fresh = this.http.trustClientNoCache && clientWantsFresh(request.headers);
+    let fallback: Fallback | undefined;
     if (!fresh) {
       // Shared with the concurrent requests of this key: replay() only reads the entry.
-      const cached = await this.cache[readShared]<unknown>(key);
-      if (cached !== undefined) {
+      const found = await this.cache[readShared]<unknown>(key);
+      if (found !== undefined) {
+        const cached = found.value as CachedResponse;
         const body = this.bodyOf(context, cached, vary);
         if (body !== NOT_REPLAYABLE) {
-          return this.hit(response, cached as CachedResponse, body);
+          const staleMs = staleFor(found.meta, this.cache.clock.now());
+          if (staleMs < 0) {
+            this.cache.count('hits');
+            return this.hit(response, cached, body, 'HIT');
+          }
+          if (staleMs < policy.staleWhileRevalidateMs) {
+            this.cache.count('stale');
+            if (mayLead) this.refresh(context, request, key, vary, tags, next, cached);
+            return this.hit(response, cached, body, 'STALE');
+          }
+          if (staleMs < policy.staleIfErrorMs) fallback = { entry: cached, body };
         }
         // Decoded, but not an entry this interceptor wrote (or one it can no longer read, or one
         // that varies on a header this key lacks): a miss, and removed, like an undecodable entry.
-        this.warnOnce(context, 'malformed', messages.malformedResponseEntry(pathOf(request)));
-        void this.cache.delete(key);
+        else {
+          this.warnOnce(context, 'malformed', messages.malformedResponseEntry(pathOf(request)));
+          void this.cache.delete(key);
+        }
       }
     }
-    // A HEAD response has no body to store; it is answered from the GET entry when there is one.
-    const mayLead = request.method === 'GET';
+    this.cache.count('misses');
     for (let followed = 0; !fresh && followed < MAX_FLIGHTS_FOLLOWED; followed += 1) {
       // A request whose client left (while it read, or followed) cannot lead: its response would
       // never finish, and the requests following it would wait for nothing.
       if (clientGone(response)) return this.passThrough(request, response, next);
-      const lead = mayLead ? this.flights.lead(key) : undefined;
-      if (lead) return this.run(context, key, vary, next, lead);
+      const lead = mayLead ? this.flights.lead(key, tags) : undefined;
+      if (lead) return this.run(context, key, vary, tags, next, lead, fallback);
       const flight = this.flights.get(key);
       if (!flight) break;
       const landing = await flight.landing;
       if (landing.kind === 'value') {
         const body = this.bodyOf(context, landing.value, vary);
-        if (body !== NOT_REPLAYABLE) return this.hit(response, landing.value, body);
+        if (body !== NOT_REPLAYABLE) return this.hit(response, landing.value, body, 'HIT');
+      }
+      // The leader's run failed or ran out of time: the stale entry answers (staleIfError).
+      if (fallback && landing.kind !== 'empty') {
+        return this.hit(response, fallback.entry, fallback.body, 'STALE');
       }
       // The leader's client left: lead the next flight, or follow it. After a response that may
       // not be shared, or a flight that ran out of time, this request runs the handler now.
       if (landing.kind !== 'empty') break;
     }
     return mayLead && !clientGone(response)
-      ? this.run(context, key, vary, next, undefined)
+      ? this.run(context, key, vary, tags, next, undefined, fallback)
       : this.passThrough(request, response, next);
   }
 
-  private hit(response: unknown, entry: CachedResponse, body: unknown): Observable<unknown> {
-    return of(this.replay(response, entry, body));
+  private hit(
+    response: unknown,
+    entry: CachedResponse,
+    body: unknown,
+    status: 'HIT' | 'STALE',
+  ): Observable<unknown> {
+    return of(this.replay(response, entry, body, status));
+  }
+
+  /**
+   * Refreshes a stale entry in the background (staleWhileRevalidate): runs the handler once more,
+   * while this request is answered from the stale entry, and stores what it returns with the
+   * stale entry's status and headers. Nothing is sent from this run. One refresh per key at a
+   * time: it leads the key's flight. A failure is logged, and the stale entry stays.
+   */
+  private refresh(
+    context: ExecutionContext,
+    request: object,
+    key: string,
+    vary: readonly string[],
+    tags: readonly string[],
+    next: CallHandler,
+    stale: CachedResponse,
+  ): void {
+    const lead = this.flights.lead(key, tags);
+    if (!lead) return;
+    const replayAs = this.replayAs(context);
+    let value: unknown;
+    let ended = false;
+    const end = async (entry: CachedResponse | undefined) => {
+      if (ended) return;
+      ended = true;
+      if (entry) {
+        lead.land({ kind: 'value', value: entry });
+        await this.write(context, key, entry, lead);
+      } else lead.land({ kind: 'unshareable' });
+      lead.end();
+    };
+    this.handled(request, next).subscribe({
+      next: (v) => (value = v),
+      complete: () => {
+        let entry: CachedResponse | undefined;
+        const body = this.refreshedBody(value, replayAs);
+        if (body !== undefined) {
+          // The ETag described the stale bytes; Express computes one for the new text on a HIT.
+          const { etag: _etag, ...headers } = stale.headers;
+          entry = { ...stale, headers, body, storedAt: this.cache.clock.now() };
+        }
+        void end(entry);
+      },
+      error: (error: unknown) => {
+        this.warnOnce(
+          context,
+          'refresh',
+          messages.refreshFailed(`GET ${pathOf(request as any)}`, reasonOf(error)),
+        );
+        void end(undefined);
+      },
+    });
+    void vary;
+  }
+
+  /** The body a background refresh stores: as the route replays (see cachedBody), known without sending it. */
+  private refreshedBody(value: unknown, replayAs: 'bytes' | 'value'): CachedBody | undefined {
+    const body = this.cachedBody(value, replayAs);
+    if (body !== AS_SENT) return body;
+    if (typeof value === 'string') return { text: value };
+    try {
+      const text = JSON.stringify(value);
+      return text === undefined ? undefined : { text };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Runs a route under @CacheEvict, then evicts what it says once the handler succeeded. */
+  private evictAfter(
+    context: ExecutionContext,
+    request: object,
+    next: CallHandler,
+    options: CacheEvictOptions,
+  ): Observable<unknown> {
+    const where = `${(request as { method?: string }).method ?? ''} ${routePath(context)}`;
+    return next.handle().pipe(
+      mergeMap(async (value) => {
+        const cache = options.cache === undefined ? this.cache : this.namedCache(options.cache);
+        if (cache) await evict(cache, options, [request], where);
+        else
+          this.warnOnce(
+            context,
+            'evict',
+            messages.cacheNotRegistered('@CacheEvict', where, options.cache),
+          );
+        return value;
+      }),
+    );
+  }
+
+  private namedCache(name: string): BaseCache | undefined {
+    try {
+      return this.moduleRef.get<BaseCache>(getCacheToken(name) as string, { strict: false });
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * The tags of this request's entry (@CacheTags), or undefined to bypass the cache: the builder
+   * threw or returned something else than an array of non-empty strings (never a 5xx).
+   */
+  private tagsOrBypass(
+    context: ExecutionContext,
+    policy: RoutePolicy,
+  ): readonly string[] | undefined {
+    if (policy.tags === undefined) return NO_TAGS;
+    try {
+      const tags =
+        typeof policy.tags === 'function'
+          ? policy.tags(context.switchToHttp().getRequest())
+          : policy.tags;
+      if (Array.isArray(tags) && tags.every((tag) => typeof tag === 'string' && tag.length > 0)) {
+        return tags;
+      }
+      throw new TypeError(
+        `it returned ${Array.isArray(tags) ? 'an array with a tag that is not a non-empty string' : typeof tags}`,
+      );
+    } catch (error) {
+      this.warnOnce(context, 'tags', messages.tagsFailed(routePath(context), reasonOf(error)));
+      return undefined;
+    }
   }
 
   /**
@@ -315,10 +511,26 @@ export class CacheInterceptor implements NestInterceptor {
           sendsResponseItself(controller, handler) ||
           Reflect.getMetadata(SSE_METADATA, handler) === true,
         versions: versionsOf(handler, controller),
+        tags: read<CacheTagsSpec>(CACHE_TAGS_METADATA),
+        ...this.staleWindows(read<CacheStaleOptions>(CACHE_STALE_METADATA)),
+        evict: Reflect.getMetadata(CACHE_EVICT_METADATA, handler),
       };
       byHandler.set(handler, policy);
     }
     return policy;
+  }
+
+  /** A route's stale windows: its @CacheStale, else the module's http options. */
+  private staleWindows(route: CacheStaleOptions | undefined): {
+    staleWhileRevalidateMs: number;
+    staleIfErrorMs: number;
+  } {
+    const windows = route ?? this.http;
+    const ms = (value: Ttl | undefined) => (value === undefined ? 0 : (ttlToMs(value) ?? 0));
+    return {
+      staleWhileRevalidateMs: ms(windows.staleWhileRevalidate),
+      staleIfErrorMs: ms(windows.staleIfError),
+    };
   }
 
   /** A key builder that throws bypasses the cache for that request: the request is still served. */
@@ -352,8 +564,10 @@ export class CacheInterceptor implements NestInterceptor {
     context: ExecutionContext,
     key: string,
     vary: readonly string[],
+    tags: readonly string[],
     next: CallHandler,
     lead: Lead<CachedResponse> | undefined,
+    fallback: Fallback | undefined,
   ): Observable<unknown> {
     const http = context.switchToHttp();
     const request = http.getRequest();
@@ -375,7 +589,7 @@ export class CacheInterceptor implements NestInterceptor {
       if (entry) lead?.land({ kind: 'value', value: entry });
       // A 304 answers this request's If-None-Match only: a follower may lead the next run.
       else lead?.land({ kind: sent && response.statusCode !== 304 ? 'unshareable' : 'empty' });
-      if (entry) await this.write(context, key, entry);
+      if (entry) await this.write(context, key, entry, lead ?? tags);
       lead?.end();
     };
     let body: CachedBody | typeof AS_SENT | undefined;
@@ -414,6 +628,11 @@ export class CacheInterceptor implements NestInterceptor {
         // A failure is never stored: the flight ends now, before the error response is even sent,
         // so a retry of this very request (a retry interceptor outside) does not wait on it.
         error: () => void settle(undefined, true),
+      }),
+      // With a stale entry (staleIfError), the failure is answered from it.
+      catchError((error: unknown) => {
+        if (!fallback || raw.headersSent) throw error;
+        return of(this.replay(response, fallback.entry, fallback.body, 'STALE'));
       }),
     );
   }
@@ -499,13 +718,26 @@ export class CacheInterceptor implements NestInterceptor {
     this.warnOnce(context, 'accept-encoding', messages.keyedOnAcceptEncoding(routePath(context)));
   }
 
+  /**
+   * Stores a response: as the flight `lead` produced it (dropped when its key or a tag was
+   * invalidated since the flight started), or, for a run that led no flight, with its tags.
+   */
   private async write(
     context: ExecutionContext,
     key: string,
     entry: CachedResponse,
+    lead: Lead<CachedResponse> | readonly string[],
   ): Promise<void> {
+    const policy = this.policyFor(context);
+    const options: SetOptions = {
+      ttl: policy.ttl,
+      staleWhileRevalidate:
+        policy.staleWhileRevalidateMs > 0 ? `${policy.staleWhileRevalidateMs}ms` : undefined,
+      staleIfError: policy.staleIfErrorMs > 0 ? `${policy.staleIfErrorMs}ms` : undefined,
+    };
     try {
-      await this.cache.set(key, entry, this.policyFor(context).ttl);
+      if (Array.isArray(lead)) await this.cache.set(key, entry, { ...options, tags: [...lead] });
+      else await this.cache[storeLed](key, entry, options, lead as Lead<unknown>);
     } catch (error) {
       // A value the serializer cannot store exactly (a class instance, say) is served, not cached.
       this.warnOnce(
@@ -589,7 +821,12 @@ export class CacheInterceptor implements NestInterceptor {
     }
   }
 
-  private replay(response: unknown, entry: CachedResponse, body: unknown): unknown {
+  private replay(
+    response: unknown,
+    entry: CachedResponse,
+    body: unknown,
+    status: 'HIT' | 'STALE',
+  ): unknown {
     const adapter = this.adapterHost.httpAdapter;
     adapter.status(response, entry.status);
     for (const name of Object.keys(entry.headers)) {
@@ -602,7 +839,7 @@ export class CacheInterceptor implements NestInterceptor {
       'age',
       String(Math.max(0, Math.floor((this.cache.clock.now() - entry.storedAt) / 1_000))),
     );
-    this.mark(response, 'HIT');
+    this.mark(response, status);
     return body;
   }
 
@@ -621,6 +858,16 @@ export class CacheInterceptor implements NestInterceptor {
 }
 
 const NOT_REPLAYABLE = Symbol('nest-cache:not-replayable');
+
+const NO_TAGS: readonly string[] = Object.freeze([]);
+
+/** CacheInterceptor.withCache(name), one class per name: the same class is the same interceptor. */
+const namedInterceptors = new Map<string, Type<CacheInterceptor>>();
+
+/** How long the entry has been stale (negative while fresh). */
+function staleFor(meta: EntryMeta, now: number): number {
+  return meta.freshUntil === null ? -Infinity : now - meta.freshUntil;
+}
 
 /** A byte-mode body before it is sent: the entry will keep the bytes sent (see sentText). */
 const AS_SENT = Symbol('nest-cache:as-sent');
@@ -733,5 +980,13 @@ function validHttpOptions(
     );
   }
   if (http.ttl !== undefined) ttlToMs(http.ttl, 'CacheModule option "http.ttl"');
+  for (const option of ['staleWhileRevalidate', 'staleIfError'] as const) {
+    const value = http[option];
+    if (value !== undefined && ttlToMs(value, `CacheModule option "http.${option}"`) === null) {
+      throw new CacheConfigError(
+        messages.invalidOption(`http.${option}`, value, "Use a duration, e.g. '1m'."),
+      );
+    }
+  }
   return http;
 }

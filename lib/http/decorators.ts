@@ -3,6 +3,8 @@ import {
   CACHE_KEY_METADATA,
   CACHE_PER_USER_METADATA,
   CACHE_PUBLIC_METADATA,
+  CACHE_STALE_METADATA,
+  CACHE_TAGS_METADATA,
   CACHE_TTL_METADATA,
   CACHE_VARY_METADATA,
   NO_CACHE_METADATA,
@@ -81,3 +83,54 @@ export const CachePerUser = (identify: IdentifyUser) => {
  * or Cookie are cached (and served) too. Use only where that is true, e.g. a public catalogue.
  */
 export const CachePublic = () => SetMetadata(CACHE_PUBLIC_METADATA, true);
+
+/** Tags of a route's entries: static strings, or built from the request. */
+export type CacheTagsSpec = readonly string[] | ((request: any) => string[]);
+
+/**
+ * Tags the route's cached responses, so that invalidateTags() (or @CacheEvict({ tags }) on a
+ * mutation) ends them: `@CacheTags('products')`, or built from the request:
+ * `@CacheTags((req) => [`product:${req.params.id}`])`. A builder that throws, or returns anything
+ * but an array of non-empty strings, bypasses the cache for that request (logged once per route).
+ */
+export const CacheTags = (...tags: [(request: any) => string[]] | string[]) => {
+  const spec = typeof tags[0] === 'function' ? tags[0] : tags;
+  if (typeof spec !== 'function') {
+    for (const tag of spec as unknown[]) {
+      if (typeof tag !== 'string' || tag.length === 0) {
+        throw new TypeError(
+          "@CacheTags() takes non-empty strings, e.g. @CacheTags('products'), or one function of the request returning them.",
+        );
+      }
+    }
+  }
+  return SetMetadata(CACHE_TAGS_METADATA, spec);
+};
+
+/** The stale windows of a route: see CacheStale. */
+export interface CacheStaleOptions {
+  /** How long past its ttl a response is served at once (X-Cache: STALE) while one refresh runs. */
+  staleWhileRevalidate?: Exclude<Ttl, null>;
+  /** How long past its ttl a response is served (X-Cache: STALE) when the handler fails. */
+  staleIfError?: Exclude<Ttl, null>;
+}
+
+/**
+ * Serves the route's responses stale past their ttl: `@CacheStale({ staleWhileRevalidate: '1m' })`
+ * answers at once from the stale entry while one background run of the handler refreshes it;
+ * `staleIfError` answers from it when the handler throws. Checked when the class is defined.
+ */
+export const CacheStale = (options: CacheStaleOptions) => {
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError(
+      "@CacheStale() takes { staleWhileRevalidate?, staleIfError? }, e.g. { staleWhileRevalidate: '1m' }.",
+    );
+  }
+  for (const option of ['staleWhileRevalidate', 'staleIfError'] as const) {
+    const value = options[option];
+    if (value !== undefined && ttlToMs(value, `@CacheStale() ${option}`) === null) {
+      throw new TypeError(`@CacheStale() ${option} is a duration, not null.`);
+    }
+  }
+  return SetMetadata(CACHE_STALE_METADATA, options);
+};

@@ -1,14 +1,11 @@
 import { getHeapStatistics } from 'node:v8';
 import { LRUCache } from 'lru-cache';
-import {
-  BaseCache,
-  type BaseCacheOptions,
-  type MaybePromise,
-  type Step,
-  type StoredEntry,
-} from '../base-cache.js';
-import { DEFAULT_MEMORY_MAX, DEFAULT_MEMORY_MAX_BYTES } from '../cache.constants.js';
-import { CacheConfigError } from '../errors.js';
+import { BaseCache, type BaseCacheOptions } from '../base-cache.js';
+import { DEFAULT_MEMORY_MAX, DEFAULT_MEMORY_MAX_BYTES, SCAN_BATCH } from '../cache.constants.js';
+import type { Clock } from '../clock.js';
+import type { CacheDriver } from '../driver.js';
+import { decodeCounter, encodeCounter } from '../entry.js';
+import { CacheConfigError, NotACounterError } from '../errors.js';
 import { messages } from '../messages.js';
 
 /** Bounds of the memory backend. It always has one: an unbounded cache is a memory leak. */
@@ -27,19 +24,31 @@ export interface MemoryCacheOptions {
   maxBytes?: number;
 }
 
+/** A tag record of the memory driver: kept apart from the LRU, so that eviction never forgets an invalidation. */
+interface TagRecord {
+  bytes: Buffer;
+  expiresAt: number | null;
+}
+
 /**
- * The embedded backend: an LRU (lru-cache) of serialized values. Values are stored as bytes,
- * so a caller mutating what it stored or read never changes the cache, and byte bounds are exact.
- * Expiry is checked on read: no timer per key.
+ * The embedded driver: an LRU (lru-cache) of bytes. Values are stored as bytes, so a caller
+ * mutating what it stored or read never changes the cache, and byte bounds are exact. Expiry is
+ * checked on read: no timer per key. Every method answers synchronously, so it is atomic.
  */
-export class MemoryCache extends BaseCache {
+export class MemoryDriver implements CacheDriver {
+  readonly name = 'memory';
   private readonly lru: LRUCache<string, Buffer>;
   private readonly maxEntryBytes: number;
+  /** Tag records, pruned of expired ones whenever their number doubles (see prune()). */
+  private readonly tags = new Map<string, TagRecord>();
+  private pruneAt = TAG_PRUNE_MIN;
 
-  constructor(options: BaseCacheOptions & { memory?: MemoryCacheOptions } = {}) {
-    super(options);
-    const max = bound('max', options.memory?.max ?? DEFAULT_MEMORY_MAX);
-    const maxBytes = bound('maxBytes', options.memory?.maxBytes ?? defaultMaxBytes());
+  constructor(
+    options: MemoryCacheOptions = {},
+    private readonly clock: Clock,
+  ) {
+    const max = bound('max', options.max ?? DEFAULT_MEMORY_MAX);
+    const maxBytes = bound('maxBytes', options.maxBytes ?? defaultMaxBytes());
     this.maxEntryBytes = maxBytes;
     this.lru = new LRUCache<string, Buffer>({
       max,
@@ -54,13 +63,11 @@ export class MemoryCache extends BaseCache {
     });
   }
 
-  // Synchronous on purpose: BaseCache.get() then resolves without waiting a turn.
-  protected readEntry(key: string): Buffer | undefined {
-    return this.lru.get(key);
+  get(key: string): Buffer | undefined {
+    return this.lru.get(key) ?? (this.tags.size === 0 ? undefined : this.liveTag(key)?.bytes);
   }
 
-  // Synchronous too: a call that answers at once needs no deadline (see BaseCache.attempt).
-  protected writeEntry({ key, bytes, ttlMs }: StoredEntry): MaybePromise<boolean> {
+  set(key: string, bytes: Uint8Array, ttlMs: number | null): boolean {
     if (entrySize(key, bytes) > this.maxEntryBytes) {
       // The new value cannot be kept; the old one must not be served in its place.
       this.lru.delete(key);
@@ -70,29 +77,102 @@ export class MemoryCache extends BaseCache {
     return true;
   }
 
-  protected removeEntries(keys: string[]): MaybePromise<number> {
+  delete(keys: string[]): number {
     let removed = 0;
-    for (const key of keys) if (this.lru.delete(key)) removed += 1;
+    for (const key of keys) if (this.lru.delete(key) || this.tags.delete(key)) removed += 1;
     return removed;
   }
 
-  protected override async hasEntry(key: string): Promise<boolean> {
-    return this.lru.has(key);
+  ttl(key: string): number | null | undefined {
+    if (this.lru.has(key)) {
+      const ms = this.lru.getRemainingTTL(key);
+      return ms === Infinity ? null : ms;
+    }
+    const tag = this.liveTag(key);
+    if (!tag) return undefined;
+    return tag.expiresAt === null ? null : tag.expiresAt - this.clock.now();
   }
 
-  protected async entryTtl(key: string): Promise<number | null | undefined> {
-    if (!this.lru.has(key)) return undefined;
-    const ms = this.lru.getRemainingTTL(key);
-    return ms === Infinity ? null : ms;
+  async *scan(prefix: string): AsyncIterable<string[]> {
+    // A snapshot: the caller deletes while it walks.
+    const keys = [...this.lru.keys(), ...this.tags.keys()].filter((key) => key.startsWith(prefix));
+    for (let i = 0; i < keys.length; i += SCAN_BATCH) yield keys.slice(i, i + SCAN_BATCH);
   }
 
-  protected async clearNamespace(_namespace: string, _step: Step): Promise<void> {
-    // This LRU holds only this cache's namespace.
+  clear(): void {
+    // This driver holds one cache's keys only.
     this.lru.clear();
+    this.tags.clear();
   }
 
-  protected async closeBackend(): Promise<void> {
-    this.lru.clear();
+  close(): void {
+    this.clear();
+  }
+
+  increment(key: string, by: number, ttlMs: number | null): number {
+    const bytes = this.lru.get(key);
+    if (bytes === undefined) {
+      this.set(key, encodeCounter(by), ttlMs);
+      return by;
+    }
+    const current = decodeCounter(bytes);
+    if (current === undefined) throw new NotACounterError(messages.notACounter(key));
+    const value = current + by;
+    const remaining = this.lru.getRemainingTTL(key);
+    this.set(key, encodeCounter(value), remaining === Infinity ? null : Math.max(1, remaining));
+    return value;
+  }
+
+  touchTags(keys: string[], expiresAt: number | null): void {
+    for (const key of keys) {
+      const tag = this.liveTag(key);
+      if (!tag) this.tags.set(key, { bytes: encodeCounter(0), expiresAt });
+      else if (tag.expiresAt !== null && (expiresAt === null || expiresAt > tag.expiresAt)) {
+        tag.expiresAt = expiresAt;
+      }
+    }
+    if (this.tags.size >= this.pruneAt) this.prune();
+  }
+
+  invalidateTags(keys: string[], at: number): void {
+    for (const key of keys) {
+      const tag = this.liveTag(key);
+      if (tag) tag.bytes = encodeCounter(at);
+    }
+  }
+
+  private liveTag(key: string): TagRecord | undefined {
+    const tag = this.tags.get(key);
+    if (tag?.expiresAt != null && tag.expiresAt <= this.clock.now()) {
+      this.tags.delete(key);
+      return undefined;
+    }
+    return tag;
+  }
+
+  /**
+   * Drops expired tag records. Runs when the records have doubled since the last prune, so the
+   * map holds at most twice the records of tags with live entries (plus TAG_PRUNE_MIN), at an
+   * amortized constant cost per touch.
+   */
+  private prune(): void {
+    const now = this.clock.now();
+    for (const [key, tag] of this.tags) {
+      if (tag.expiresAt !== null && tag.expiresAt <= now) this.tags.delete(key);
+    }
+    this.pruneAt = Math.max(TAG_PRUNE_MIN, this.tags.size * 2);
+  }
+}
+
+/** Below this many tag records the memory driver never prunes them. */
+const TAG_PRUNE_MIN = 1_000;
+
+/**
+ * The embedded cache: BaseCache on a MemoryDriver.
+ */
+export class MemoryCache extends BaseCache {
+  constructor(options: BaseCacheOptions & { memory?: MemoryCacheOptions } = {}) {
+    super((context) => new MemoryDriver(options.memory, context.clock), options);
   }
 }
 
@@ -101,10 +181,16 @@ export class MemoryCache extends BaseCache {
  * is, one tiny entry could hold the whole slab, and maxBytes would count a fraction of the memory
  * held. Entries are kept in memory of their own size.
  */
-function ownMemory(bytes: Buffer): Buffer {
-  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) return bytes;
+function ownMemory(bytes: Uint8Array): Buffer {
+  if (
+    Buffer.isBuffer(bytes) &&
+    bytes.byteOffset === 0 &&
+    bytes.byteLength === bytes.buffer.byteLength
+  ) {
+    return bytes;
+  }
   const own = Buffer.allocUnsafeSlow(bytes.byteLength);
-  bytes.copy(own);
+  own.set(bytes);
   return own;
 }
 
@@ -116,8 +202,8 @@ function defaultMaxBytes(): number {
   return Math.min(DEFAULT_MEMORY_MAX_BYTES, Math.floor(getHeapStatistics().heap_size_limit / 4));
 }
 
-function entrySize(key: string, bytes: Buffer): number {
-  return bytes.length + key.length;
+function entrySize(key: string, bytes: Uint8Array): number {
+  return bytes.byteLength + key.length;
 }
 
 function bound(option: 'max' | 'maxBytes', value: unknown): number {

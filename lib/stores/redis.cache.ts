@@ -1,6 +1,11 @@
+import { Logger } from '@nestjs/common';
 import type { Redis } from 'ioredis';
-import { BaseCache, type BaseCacheOptions, type Step, type StoredEntry } from '../base-cache.js';
-import { CacheConfigError } from '../errors.js';
+import { BaseCache, type BaseCacheOptions } from '../base-cache.js';
+import { SCAN_BATCH } from '../cache.constants.js';
+import type { CacheDriver, DriverEntry, Step } from '../driver.js';
+import type { DriverContext } from '../base-cache.js';
+import { CacheConfigError, NotACounterError } from '../errors.js';
+import { escapeGlob } from '../glob.js';
 import { messages, reasonOf } from '../messages.js';
 import { noop, settleWithin } from '../settle-within.js';
 import { ReadBatch } from './read-batch.js';
@@ -13,73 +18,75 @@ import {
 
 export { loadIoredis, type RedisCacheOptions, type RedisTuning } from './redis.connection.js';
 
-/** Keys SCAN looks at per call in clear(); each batch found is UNLINKed before the next SCAN. */
-const SCAN_COUNT = 1_000;
 /** How long close() waits for QUIT to be answered before dropping the connection. */
 const QUIT_WAIT_MS = 500;
 /** Longest create() waits for the first connection before resolving anyway (fail open meanwhile). */
 const MAX_FIRST_ATTEMPT_MS = 2_000;
 
 /**
- * The shared backend, on ioredis. Entries are plain Redis strings under `${prefix}:${key}`
- * with a PX expiry, so other tools can inspect them.
+ * A counter that starts at 0 with an expiry when it is created: SET NX PX, then INCRBY, in one
+ * script so that no other client sees the counter without its expiry.
+ */
+const INCREMENT_WITH_TTL = `redis.call('SET', KEYS[1], '0', 'NX', 'PX', ARGV[2])
+return redis.call('INCRBY', KEYS[1], ARGV[1])`;
+
+/**
+ * A tag record lives at least until ARGV[1] ms from now (-1: forever): created holding '0' when
+ * missing, its expiry only ever pushed later. PTTL says -1 for a record that never expires.
+ */
+const TOUCH_TAG = `local ttl = redis.call('PTTL', KEYS[1])
+local want = tonumber(ARGV[1])
+if ttl == -2 then
+  if want < 0 then redis.call('SET', KEYS[1], '0') else redis.call('SET', KEYS[1], '0', 'PX', want) end
+elseif ttl >= 0 then
+  if want < 0 then redis.call('PERSIST', KEYS[1]) elseif ttl < want then redis.call('PEXPIRE', KEYS[1], want) end
+end
+return 0`;
+
+/**
+ * The shared driver, on ioredis. Entries are plain Redis strings under their full key with a PX
+ * expiry, so other tools can inspect them; counters are Redis integers (INCRBY).
  *
  * With the client it creates, every call settles within `commandTimeout` whatever Redis does
  * (down at boot, killed, frozen): nothing waits in an offline queue, so a write reported as
  * failed is not replayed later, and the client reconnects by itself forever. A client you pass
  * keeps your settings.
  */
-export class RedisCache extends BaseCache {
-  /**
-   * Creates the cache and its client (or adopts `options.redis.client`). Waits for the first
-   * connection attempt only (an unreachable Redis fails it at once): the app boots with Redis
-   * down, the cache fails open meanwhile and recovers by itself when Redis returns.
-   * Throws CacheConfigError for malformed options or when ioredis is not installed.
-   */
-  static async create(
-    options: BaseCacheOptions & { redis?: RedisCacheOptions } = {},
-  ): Promise<RedisCache> {
-    const cache = new RedisCache(options, await planConnection(options.redis));
-    await cache.firstAttempt();
-    return cache;
-  }
-
-  /** The ioredis client: the one RedisCache opened, or the one you passed as `redis.client`. */
+export class RedisDriver implements CacheDriver {
+  readonly name = 'redis';
+  /** The ioredis client: the one the driver opened, or the one you passed as `redis.client`. */
   readonly client: Redis;
-  private readonly connection: RedisConnection;
+  private readonly logger = new Logger('RedisCache');
   /** Concurrent gets go out as one MGET; see ReadBatch. */
   private readonly reads = new ReadBatch<Buffer | null>((keys) => this.readMany(keys));
   /** Cleared for good when the server refuses MGET; see readMany(). */
   private multiKeyReads = true;
   private readonly onError = (error: unknown) => {
-    this.reportBackendProblem(
-      messages.redisUnreachable(this.connection.target, this.reasonOf(error)),
-    );
+    this.context.warn(messages.redisUnreachable(this.connection.target, this.reasonOf(error)));
   };
 
-  protected constructor(options: BaseCacheOptions, connection: RedisConnection) {
-    super(options);
+  constructor(
+    private readonly connection: RedisConnection,
+    private readonly context: DriverContext,
+  ) {
     const { commandTimeoutMs } = connection;
-    const outlasts = commandTimeoutMs !== undefined && commandTimeoutMs >= this.operationTimeoutMs;
+    const { operationTimeoutMs } = context;
+    const outlasts = commandTimeoutMs !== undefined && commandTimeoutMs >= operationTimeoutMs;
     // The cache would give up on commands the client still waits for: refuse the mismatch in our
     // settings; a client of your own keeps yours, with a warning (below).
     if (outlasts && connection.owned) {
       throw new CacheConfigError(
-        messages.commandTimeoutOverOperationTimeout(commandTimeoutMs, this.operationTimeoutMs),
+        messages.commandTimeoutOverOperationTimeout(commandTimeoutMs, operationTimeoutMs),
       );
     }
-    this.connection = connection;
     // Opened only now that the cache options are valid, so a bad option never leaks a connection.
     this.client = connection.open();
     this.client.on('error', this.onError);
     if (!connection.owned && !isBounded(this.client)) {
-      this.logger.warn(messages.redisClientUnbounded(this.operationTimeoutMs));
+      this.logger.warn(messages.redisClientUnbounded(operationTimeoutMs));
     } else if (outlasts) {
       this.logger.warn(
-        messages.adoptedCommandTimeoutOverOperationTimeout(
-          commandTimeoutMs!,
-          this.operationTimeoutMs,
-        ),
+        messages.adoptedCommandTimeoutOverOperationTimeout(commandTimeoutMs!, operationTimeoutMs),
       );
     }
   }
@@ -88,7 +95,7 @@ export class RedisCache extends BaseCache {
    * Waits for the first connection attempt to end (ready, or failed: an unreachable Redis fails at
    * once), at most about connectTimeout, so the first calls after boot don't fail needlessly.
    */
-  private async firstAttempt(): Promise<void> {
+  async firstAttempt(): Promise<void> {
     const { status, options } = this.client;
     if (status !== 'connecting' && status !== 'connect') return;
     let settle = noop;
@@ -102,24 +109,102 @@ export class RedisCache extends BaseCache {
     }
   }
 
-  protected readEntry(key: string): Promise<Buffer | null> {
+  get(key: string): Promise<Buffer | null> {
     return this.reads.read(key);
   }
 
-  protected async writeEntry({ key, bytes, ttlMs }: StoredEntry): Promise<boolean> {
+  async set(key: string, bytes: Uint8Array, ttlMs: number | null): Promise<boolean> {
     this.reads.flush();
-    if (ttlMs === null) await this.client.set(key, bytes);
-    else await this.client.set(key, bytes, 'PX', ttlMs);
+    if (ttlMs === null) await this.client.set(key, asBuffer(bytes));
+    else await this.client.set(key, asBuffer(bytes), 'PX', ttlMs);
     return true;
   }
 
-  protected override async hasEntry(key: string): Promise<boolean> {
-    return (await this.client.exists(key)) === 1;
-  }
-
-  protected override async readEntries(keys: string[]): Promise<(Buffer | null)[]> {
+  async getMany(keys: string[]): Promise<(Buffer | null)[]> {
     if (keys.length === 0) return [];
     return this.readMany(keys);
+  }
+
+  /** One MULTI: every entry is stored, or none. */
+  async setMany(entries: DriverEntry[]): Promise<boolean> {
+    if (entries.length === 0) return true;
+    this.reads.flush();
+    const multi = this.client.multi();
+    for (const { key, bytes, ttlMs } of entries) {
+      if (ttlMs === null) multi.set(key, asBuffer(bytes));
+      else multi.set(key, asBuffer(bytes), 'PX', ttlMs);
+    }
+    const results = await multi.exec();
+    if (!results) throw new Error('MULTI was discarded');
+    const failed = results.find(([error]) => error);
+    if (failed) throw failed[0];
+    return true;
+  }
+
+  async delete(keys: string[]): Promise<number> {
+    if (keys.length === 0) return 0;
+    this.reads.flush();
+    return this.client.unlink(keys);
+  }
+
+  async ttl(key: string): Promise<number | null | undefined> {
+    const ms = await this.client.pttl(key);
+    if (ms === -2) return undefined;
+    return ms === -1 ? null : ms;
+  }
+
+  /** SCAN with MATCH: never KEYS (it blocks Redis). */
+  async *scan(prefix: string, pattern: string | undefined, step: Step): AsyncIterable<string[]> {
+    this.reads.flush();
+    const match = `${escapeGlob(prefix)}${pattern ?? '*'}`;
+    let cursor = '0';
+    do {
+      const [next, keys] = await step(
+        this.client.scan(cursor, 'MATCH', match, 'COUNT', SCAN_BATCH),
+      );
+      cursor = next;
+      if (keys.length > 0) yield keys;
+    } while (cursor !== '0');
+  }
+
+  async increment(key: string, by: number, ttlMs: number | null): Promise<number> {
+    this.reads.flush();
+    try {
+      const value =
+        ttlMs === null
+          ? await this.client.incrby(key, by)
+          : await this.client.eval(INCREMENT_WITH_TTL, 1, key, by, ttlMs);
+      return Number(value);
+    } catch (error) {
+      // The key holds an entry, not an integer.
+      if (/not an integer/i.test(reasonOf(error))) {
+        throw new NotACounterError(messages.notACounter(key), { cause: error });
+      }
+      throw error;
+    }
+  }
+
+  async touchTags(keys: string[], expiresAt: number | null): Promise<void> {
+    // One script per record, so that each touches one key (one hash slot, for Redis Cluster).
+    const want =
+      expiresAt === null ? -1 : Math.max(1, Math.ceil(expiresAt - this.context.clock.now()));
+    await Promise.all(keys.map((key) => this.client.eval(TOUCH_TAG, 1, key, want)));
+  }
+
+  async invalidateTags(keys: string[], at: number): Promise<void> {
+    this.reads.flush();
+    await Promise.all(keys.map((key) => this.client.set(key, String(at), 'KEEPTTL', 'XX')));
+  }
+
+  /**
+   * QUIT (bounded wait), then disconnect; resolves once the socket is closed, within about
+   * QUIT_WAIT_MS + DISCONNECT_TIMEOUT_MS even when Redis is frozen. A client you passed is
+   * left open: only our listener is removed.
+   */
+  async close(): Promise<void> {
+    this.reads.flush();
+    if (this.connection.owned) await shutDown(this.client);
+    this.client.off('error', this.onError);
   }
 
   /**
@@ -142,86 +227,72 @@ export class RedisCache extends BaseCache {
     return Promise.all(keys.map((key) => this.client.getBuffer(key)));
   }
 
-  /** One MULTI: every entry is stored, or none. */
-  protected override async writeEntries(entries: StoredEntry[]): Promise<boolean> {
-    if (entries.length === 0) return true;
-    const multi = this.client.multi();
-    for (const { key, bytes, ttlMs } of entries) {
-      if (ttlMs === null) multi.set(key, bytes);
-      else multi.set(key, bytes, 'PX', ttlMs);
-    }
-    const results = await multi.exec();
-    if (!results) throw new Error('MULTI was discarded');
-    const failed = results.find(([error]) => error);
-    if (failed) throw failed[0];
-    return true;
-  }
-
-  protected async removeEntries(keys: string[]): Promise<number> {
-    if (keys.length === 0) return 0;
-    this.reads.flush();
-    return this.client.unlink(keys);
-  }
-
-  protected async entryTtl(key: string): Promise<number | null | undefined> {
-    const ms = await this.client.pttl(key);
-    if (ms === -2) return undefined;
-    return ms === -1 ? null : ms;
-  }
-
-  /** SCAN + UNLINK in batches: never KEYS (blocks Redis) nor FLUSHDB (deletes other namespaces). */
-  protected async clearNamespace(namespace: string, step: Step): Promise<void> {
-    this.reads.flush();
-    const match = `${escapeGlob(namespace)}*`;
-    let cursor = '0';
-    do {
-      const [next, keys] = await step(
-        this.client.scanBuffer(cursor, 'MATCH', match, 'COUNT', SCAN_COUNT),
-      );
-      cursor = next.toString();
-      if (keys.length > 0) await step(this.client.unlink(keys));
-    } while (cursor !== '0');
-  }
-
-  /**
-   * QUIT (bounded wait), then disconnect; resolves once the socket is closed, within about
-   * QUIT_WAIT_MS + DISCONNECT_TIMEOUT_MS even when Redis is frozen. A client you passed is
-   * left open: only our listener is removed.
-   */
-  protected async closeBackend(): Promise<void> {
-    this.reads.flush();
-    if (this.connection.owned) await this.shutDown(this.client);
-    this.client.off('error', this.onError);
-  }
-
-  private async shutDown(client: Redis): Promise<void> {
-    if (client.status === 'end') return;
-    let onEnd = noop;
-    const ended = new Promise<void>((resolve) => (onEnd = resolve));
-    client.once('end', onEnd);
-    try {
-      // Auto-pipelining sends queued commands on the next turn of the event loop; let them go
-      // first, or a write made just before shutdown would be cut off by QUIT.
-      await new Promise((resolve) => setImmediate(resolve));
-      if (client.status === 'ready') await settleWithin(client.quit(), QUIT_WAIT_MS);
-      if ((client.status as string) === 'end') return;
-      // disconnect() also clears a pending reconnect timer. ioredis then destroys the socket after
-      // DISCONNECT_TIMEOUT_MS if the server never closes its side (frozen); while reconnecting no
-      // 'end' comes at all and its destroy timer runs out the same way. Waiting that long at most
-      // leaves neither socket nor timer behind.
-      client.disconnect();
-      await settleWithin(ended, DISCONNECT_TIMEOUT_MS + 100);
-    } finally {
-      client.off('end', onEnd);
-    }
-  }
-
   /** An error's message for a log line, with any configured password scrubbed out. */
   private reasonOf(error: unknown): string {
     let reason = reasonOf(error);
     for (const secret of this.connection.secrets) reason = reason.split(secret).join('***');
     return reason;
   }
+}
+
+/**
+ * The shared cache: BaseCache on a RedisDriver.
+ */
+export class RedisCache extends BaseCache {
+  /**
+   * Creates the cache and its client (or adopts `options.redis.client`). Waits for the first
+   * connection attempt only (an unreachable Redis fails it at once): the app boots with Redis
+   * down, the cache fails open meanwhile and recovers by itself when Redis returns.
+   * Throws CacheConfigError for malformed options or when ioredis is not installed.
+   */
+  static async create(
+    options: BaseCacheOptions & { redis?: RedisCacheOptions } = {},
+  ): Promise<RedisCache> {
+    const cache = new RedisCache(options, await planConnection(options.redis));
+    await cache.redis.firstAttempt();
+    return cache;
+  }
+
+  private readonly redis: RedisDriver;
+
+  /** The ioredis client: the one RedisCache opened, or the one you passed as `redis.client`. */
+  get client(): Redis {
+    return this.redis.client;
+  }
+
+  protected constructor(options: BaseCacheOptions, connection: RedisConnection) {
+    let driver: RedisDriver | undefined;
+    super((context) => (driver = new RedisDriver(connection, context)), options);
+    this.redis = driver!;
+  }
+}
+
+async function shutDown(client: Redis): Promise<void> {
+  if (client.status === 'end') return;
+  let onEnd = noop;
+  const ended = new Promise<void>((resolve) => (onEnd = resolve));
+  client.once('end', onEnd);
+  try {
+    // Auto-pipelining sends queued commands on the next turn of the event loop; let them go
+    // first, or a write made just before shutdown would be cut off by QUIT.
+    await new Promise((resolve) => setImmediate(resolve));
+    if (client.status === 'ready') await settleWithin(client.quit(), QUIT_WAIT_MS);
+    if ((client.status as string) === 'end') return;
+    // disconnect() also clears a pending reconnect timer. ioredis then destroys the socket after
+    // DISCONNECT_TIMEOUT_MS if the server never closes its side (frozen); while reconnecting no
+    // 'end' comes at all and its destroy timer runs out the same way. Waiting that long at most
+    // leaves neither socket nor timer behind.
+    client.disconnect();
+    await settleWithin(ended, DISCONNECT_TIMEOUT_MS + 100);
+  } finally {
+    client.off('end', onEnd);
+  }
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes)
+    ? bytes
+    : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /**
@@ -233,11 +304,6 @@ function refusesMultiKeyReads(error: unknown): boolean {
     error instanceof Error &&
     (/^CROSSSLOT\b/.test(error.message) || /^NOPERM\b.*'mget'/i.test(error.message))
   );
-}
-
-/** Redis glob metacharacters in a prefix match literally, so `a*` never clears `ab:...`. */
-function escapeGlob(text: string): string {
-  return text.replace(/[*?[\]\\]/g, '\\$&');
 }
 
 function isBounded(client: Redis): boolean {

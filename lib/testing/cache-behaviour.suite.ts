@@ -415,9 +415,28 @@ export function cacheBehaviourSuite(
         assert.equal(await c.has('k'), false);
       });
 
-      for (const ttl of [-1, 0, NaN, Infinity, '5x', '', 'soon', {}, ' 5m ', '\n5s\t', 1e16]) {
-        it(`ttl ${JSON.stringify(ttl) ?? String(ttl)} → InvalidTtlError`, async () => {
-          await assert.rejects((await cache()).set('k', 1, ttl as never), InvalidTtlError);
+      for (const ttl of [
+        -1,
+        0,
+        NaN,
+        Infinity,
+        '5x',
+        '',
+        'soon',
+        [],
+        true,
+        ' 5m ',
+        '\n5s\t',
+        1e16,
+      ]) {
+        it(`ttl ${JSON.stringify(ttl) ?? String(ttl)} → InvalidTtlError, as an argument and as { ttl }`, async () => {
+          const c = await cache();
+          await assert.rejects(c.set('k', 1, ttl as never), InvalidTtlError);
+          await assert.rejects(c.set('k', 1, { ttl: ttl as never }), InvalidTtlError);
+          await assert.rejects(
+            c.getOrSet('k', () => 1, { ttl: ttl as never }),
+            InvalidTtlError,
+          );
         });
       }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MemoryCache, type StoredEntry, type Ttl } from '../../lib/index.js';
+import { type BaseCacheOptions, DriverCache, MemoryDriver, type Ttl } from '../../lib/index.js';
 import { ADAPTERS, backends, usePrivateRedis, useApps } from './support/app.js';
 import { ItemsController, UnstorableController } from './support/controllers.js';
 import { json, type Reply, sleep } from './support/http.js';
@@ -22,14 +22,22 @@ const count = (replies: Reply[], cache: string) =>
   replies.filter((reply) => reply.cache === cache).length;
 
 /** A memory backend whose writes wait until the test releases them (a slow or frozen Redis). */
-class HeldWritesCache extends MemoryCache {
+class HeldWritesCache extends DriverCache {
   readonly held: (() => void)[] = [];
+  constructor(options: BaseCacheOptions) {
+    super((context) => {
+      const driver = new MemoryDriver({}, context.clock);
+      const set = driver.set.bind(driver);
+      return Object.assign(driver, {
+        set: async (key: string, bytes: Uint8Array, ttlMs: number | null) => {
+          await new Promise<void>((resolve) => this.held.push(resolve));
+          return set(key, bytes, ttlMs);
+        },
+      });
+    }, options);
+  }
   release(): void {
     for (const release of this.held.splice(0)) release();
-  }
-  protected override async writeEntry(entry: StoredEntry): Promise<boolean> {
-    await new Promise<void>((resolve) => this.held.push(resolve));
-    return super.writeEntry(entry);
   }
 }
 

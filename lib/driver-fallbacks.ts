@@ -1,0 +1,62 @@
+import type { CacheDriver } from './driver.js';
+import { decodeCounter, encodeCounter } from './entry.js';
+import { NotACounterError } from './errors.js';
+import { messages } from './messages.js';
+
+/**
+ * What BaseCache does for a driver that lacks an optional method, with its required ones. Each is
+ * a read, then a write: atomic within one process when the driver answers synchronously, not
+ * across processes (implement the optional method for that, as the Redis driver does).
+ */
+
+export async function incrementWith(
+  driver: CacheDriver,
+  key: string,
+  by: number,
+  ttlMs: number | null,
+): Promise<number> {
+  const bytes = await driver.get(key);
+  if (bytes == null) {
+    await driver.set(key, encodeCounter(by), ttlMs);
+    return by;
+  }
+  const current = decodeCounter(bytes);
+  if (current === undefined) throw new NotACounterError(messages.notACounter(key));
+  const remaining = await driver.ttl(key);
+  await driver.set(
+    key,
+    encodeCounter(current + by),
+    remaining == null ? null : Math.max(1, remaining),
+  );
+  return current + by;
+}
+
+export async function touchTagsWith(
+  driver: CacheDriver,
+  keys: string[],
+  expiresAt: number | null,
+  now: number,
+): Promise<void> {
+  for (const key of keys) {
+    const remaining = await driver.ttl(key);
+    const wanted = expiresAt === null ? null : Math.max(1, Math.ceil(expiresAt - now));
+    if (remaining === undefined) await driver.set(key, encodeCounter(0), wanted);
+    else if (remaining !== null && (wanted === null || wanted > remaining)) {
+      const bytes = await driver.get(key);
+      await driver.set(key, bytes ?? encodeCounter(0), wanted);
+    }
+  }
+}
+
+export async function invalidateTagsWith(
+  driver: CacheDriver,
+  keys: string[],
+  at: number,
+): Promise<void> {
+  for (const key of keys) {
+    const remaining = await driver.ttl(key);
+    if (remaining !== undefined) {
+      await driver.set(key, encodeCounter(at), remaining === null ? null : Math.max(1, remaining));
+    }
+  }
+}
