@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { BaseCache, BaseCacheOptions } from '../base-cache.js';
+import { type BaseCache, type BaseCacheOptions, DriverCache, type DriverContext } from '../base-cache.js';
+import type { CacheDriver } from '../driver.js';
 import {
   CacheClosedError,
   FactoryTimeoutError,
@@ -493,4 +494,20 @@ function assertBetween(actual: number | null | undefined, low: number, high: num
     typeof actual === 'number' && actual >= low && actual <= high,
     `expected ${low}..${high}, got ${actual}`,
   );
+}
+
+/** Makes the driver under test, from the context of the cache that composes it (its clock...). */
+export type DriverFactory = (context: DriverContext) => CacheDriver;
+
+/**
+ * The behaviour suite run on a driver of your own, composed by a DriverCache:
+ *
+ * ```ts
+ * import { describe, it, afterEach } from 'vitest';
+ * import { driverBehaviourSuite } from 'nest-cache/testing';
+ * driverBehaviourSuite('MyDriver', ({ clock }) => new MyDriver(clock), { describe, it, afterEach });
+ * ```
+ */
+export function driverBehaviourSuite(name: string, create: DriverFactory, api: TestApi): void {
+  cacheBehaviourSuite(name, (options) => new DriverCache(create, options), api);
 }

@@ -1,1 +1,7 @@
-export { cacheBehaviourSuite, type CacheFactory, type TestApi } from './cache-behaviour.suite.js';
+export {
+  cacheBehaviourSuite,
+  driverBehaviourSuite,
+  type CacheFactory,
+  type DriverFactory,
+  type TestApi,
+} from './cache-behaviour.suite.js';
