@@ -222,6 +222,21 @@ export function evaluateTargets(results: Omit<Results, 'targets'>): Target[] {
       measured: medianRatio(store('redis', REDIS_CEILING, 'get'), redisGet),
     },
   );
+  // Read-through on a hit: getOrSet and a @Cacheable method against the incumbent's wrap().
+  for (const backend of ['memory', 'redis'] as const) {
+    const incumbent = backend === 'memory' ? MEMORY_INCUMBENT : REDIS_INCUMBENT;
+    const label = backend === 'memory' ? 'memory' : 'Redis, 100 callers';
+    for (const operation of ['getOrSet hit', '@Cacheable hit'] as const) {
+      atLeast(
+        `${operation.replace(' hit', ' HIT')} ${label} / ${incumbent} wrap()`,
+        medianRatio(
+          store(backend, 'nest-cache', operation),
+          store(backend, incumbent, 'getOrSet hit'),
+        ),
+        1,
+      );
+    }
+  }
   for (const series of results.cold.filter((cold) => cold.library === 'nest-cache')) {
     const calls = Math.max(...series.samples.map((sample) => sample.originCalls));
     targets.push({

@@ -5,11 +5,20 @@
  *
  * Settings: BENCH_STORE (JSON StoreSettings); REDIS_URL.
  */
+import 'reflect-metadata';
+import { Injectable, Logger, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
 import { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import { createCache as createCacheManager } from 'cache-manager';
 import { createKeyv } from '@keyv/redis';
-import { MemoryCache, RedisCache } from '../lib/index.js';
+import {
+  Cacheable,
+  CacheModule,
+  type CacheModuleOptions,
+  MemoryCache,
+  RedisCache,
+} from '../lib/index.js';
 import { MAP_AWAITED, REDIS_RAW, REDIS_TUNED, storeValue } from './fixtures.js';
 
 export interface StoreSettings {
@@ -21,12 +30,14 @@ export interface StoreSettings {
   redisCallers: number;
 }
 
-export type StoreOperation = 'get' | 'set' | 'getMany' | 'getOrSet hit' | 'get, one hot key';
+export type StoreOperation =
+  'get' | 'set' | 'getMany' | 'getOrSet hit' | '@Cacheable hit' | 'get, one hot key';
 export const STORE_OPERATIONS: StoreOperation[] = [
   'get',
   'set',
   'getMany',
   'getOrSet hit',
+  '@Cacheable hit',
   'get, one hot key',
 ];
 
@@ -50,6 +61,26 @@ const callerKeys = Array.from({ length: settings.redisCallers }, (_, i) => `k${i
 const TTL_SECONDS = 600;
 
 let sink: unknown;
+
+/** A provider with a @Cacheable method, as an app has one: its value is storeValue. */
+@Injectable()
+class Reports {
+  @Cacheable({ ttl: TTL_SECONDS })
+  async find(_key: string): Promise<object> {
+    return storeValue;
+  }
+}
+
+/** A Nest application context with one CacheModule and the Reports provider, its entries warmed. */
+async function cacheableApp(options: CacheModuleOptions, warm: readonly string[]) {
+  @Module({ imports: [CacheModule.forRoot(options)], providers: [Reports] })
+  class BenchModule {}
+  Logger.overrideLogger(false);
+  const app = await NestFactory.createApplicationContext(BenchModule, { logger: false });
+  const reports = app.get(Reports);
+  for (const key of warm) await reports.find(key);
+  return { reports, close: () => app.close() };
+}
 
 /** Calls per second of a synchronous operation. */
 function syncRate(op: (caller: number) => unknown, ms: number): number {
@@ -117,6 +148,7 @@ async function memory(): Promise<StoreReport['memory']> {
     await incumbent.set(key, storeValue);
   }
   const build = () => storeValue;
+  const app = await cacheableApp({ backend: 'memory', ttl: TTL_SECONDS }, ['k0']);
   const subjects: Record<string, Subject> = {
     'lru-cache (sync, no copy)': {
       get: () => lru.get('k0'),
@@ -130,18 +162,21 @@ async function memory(): Promise<StoreReport['memory']> {
       set: () => ours.set('k0', storeValue),
       getMany: () => ours.getMany(keys),
       'getOrSet hit': () => ours.getOrSet('k0', build),
+      '@Cacheable hit': () => app.reports.find('k0'),
     },
     'cache-manager': {
       get: () => incumbent.get('k0'),
       set: () => incumbent.set('k0', storeValue),
       getMany: () => incumbent.mget(keys),
       'getOrSet hit': () => incumbent.wrap('k0', build),
+      // @nestjs/cache-manager has no method decorator: its read-through is wrap().
+      '@Cacheable hit': () => incumbent.wrap('k0', build),
     },
   };
   const samples = await measure(subjects, async (name, op) =>
     name.includes('sync,') ? syncRate(op, settings.memoryMs) : asyncRate(op, 1, settings.memoryMs),
   );
-  await ours.close();
+  await Promise.all([ours.close(), app.close()]);
   return samples;
 }
 
@@ -175,6 +210,10 @@ async function redis(): Promise<StoreReport['redis']> {
   const rawKeys = callerKeys.map(rawKey);
   const rawMany = rawKeys.slice(0, MANY);
   const build = () => storeValue;
+  const app = await cacheableApp(
+    { backend: 'redis', ttl: TTL_SECONDS, prefix: 'bench-cacheable', redis: { url: redisUrl } },
+    callerKeys,
+  );
   const subjects: Record<string, Subject> = {
     [REDIS_RAW]: {
       get: (i) => rawClient.get(rawKeys[i]!),
@@ -190,6 +229,7 @@ async function redis(): Promise<StoreReport['redis']> {
       set: (i) => ours.set(callerKeys[i]!, storeValue),
       getMany: () => ours.getMany(keys),
       'getOrSet hit': (i) => ours.getOrSet(callerKeys[i]!, build),
+      '@Cacheable hit': (i) => app.reports.find(callerKeys[i]!),
       'get, one hot key': () => ours.get(keys[0]!),
     },
     'cache-manager + @keyv/redis': {
@@ -197,13 +237,20 @@ async function redis(): Promise<StoreReport['redis']> {
       set: (i) => incumbent.set(callerKeys[i]!, storeValue),
       getMany: () => incumbent.mget(keys),
       'getOrSet hit': (i) => incumbent.wrap(callerKeys[i]!, build),
+      '@Cacheable hit': (i) => incumbent.wrap(callerKeys[i]!, build),
       'get, one hot key': () => incumbent.get(keys[0]!),
     },
   };
   const samples = await measure(subjects, (_, op) =>
     asyncRate(op, settings.redisCallers, settings.redisMs),
   );
-  await Promise.all([ours.close(), incumbent.disconnect(), rawClient.quit(), tuned.quit()]);
+  await Promise.all([
+    ours.close(),
+    app.close(),
+    incumbent.disconnect(),
+    rawClient.quit(),
+    tuned.quit(),
+  ]);
   return samples;
 }
 

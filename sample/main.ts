@@ -12,8 +12,11 @@ const base = `http://127.0.0.1:${port}`;
 const logger = new Logger('Sample');
 logger.log(`Backend: ${process.env.CACHE_BACKEND === 'redis' ? 'redis' : 'memory'}.`);
 logger.log(
-  `BaseCache.getOrSet: curl ${base}/reports/42 (about 1 s, built), then again (from the cache).`,
+  `@Cacheable: curl ${base}/reports/42 (about 1 s, built), then again (from the cache); /reports/daily was warmed at startup.`,
 );
 logger.log(
   `CacheInterceptor: curl -i ${base}/products?maxPrice=30 twice (X-Cache: MISS, then HIT).`,
+);
+logger.log(
+  `@CacheEvict: curl -X POST -H 'content-type: application/json' -d '{"name":"Cup","price":5}' ${base}/products, then the list is a MISS again.`,
 );

@@ -1,5 +1,5 @@
-import { Controller, Get, Param, Query, UseInterceptors } from '@nestjs/common';
-import { CacheInterceptor, CacheTTL, CacheVary, NoCache } from 'nest-cache';
+import { Body, Controller, Get, Param, Post, Query, UseInterceptors } from '@nestjs/common';
+import { CacheEvict, CacheInterceptor, CacheTags, CacheTTL, CacheVary, NoCache } from 'nest-cache';
 
 const PRODUCTS = [
   { id: '1', name: 'Kettle', price: 39 },
@@ -19,9 +19,23 @@ export class ProductsController {
 
   @Get()
   @CacheTTL('5m')
+  @CacheTags('products')
   list(@Query('maxPrice') maxPrice?: string) {
     const limit = maxPrice === undefined ? Infinity : Number(maxPrice);
     return { products: PRODUCTS.filter((p) => p.price <= limit), runs: ++this.runs };
+  }
+
+  /** Adds a product; once it succeeded, every cached response tagged 'products' is gone. */
+  @Post()
+  @CacheEvict({ tags: ['products'] })
+  add(@Body() body: { name?: string; price?: number }) {
+    const product = {
+      id: String(PRODUCTS.length + 1),
+      name: String(body?.name ?? 'Unnamed'),
+      price: Number(body?.price ?? 0),
+    };
+    PRODUCTS.push(product);
+    return product;
   }
 
   @Get('greeting')

@@ -1,6 +1,6 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, type OnApplicationBootstrap } from '@nestjs/common';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BaseCache } from 'nest-cache';
+import { Cacheable, invalidateCacheable } from 'nest-cache';
 
 export interface Report {
   id: string;
@@ -9,22 +9,16 @@ export interface Report {
 }
 
 @Injectable()
-export class ReportService {
+export class ReportService implements OnApplicationBootstrap {
   /** How many reports were really built: the cache keeps this low. */
   builds = 0;
 
-  constructor(private readonly cache: BaseCache) {}
-
-  /** Built once per id every 60 seconds; concurrent requests for a cold id share one build. */
-  report(id: string): Promise<Report> {
-    return this.cache.getOrSet(`report:${id}`, () => this.build(id), 60);
-  }
-
-  async forget(id: string): Promise<boolean> {
-    return this.cache.delete(`report:${id}`);
-  }
-
-  private async build(id: string): Promise<Report> {
+  /**
+   * Built once per id every 60 seconds (the key is the class, the method and the id); concurrent
+   * requests for a cold id share one build.
+   */
+  @Cacheable({ ttl: 60, tags: (id: string) => [`report:${id}`] })
+  async report(id: string): Promise<Report> {
     this.builds += 1;
     await sleep(Number(process.env.REPORT_BUILD_MS ?? 1_000)); // a slow query, say
     return {
@@ -32,5 +26,15 @@ export class ReportService {
       total: [...id].reduce((sum, c) => sum + c.charCodeAt(0), 0),
       generatedAt: new Date(),
     };
+  }
+
+  /** Drops the cached report of `id`: the next request builds it again. */
+  forget(id: string): Promise<boolean> {
+    return invalidateCacheable(this.report, id);
+  }
+
+  /** Warming: the daily report is built while the app starts, so no visitor waits for it. */
+  async onApplicationBootstrap(): Promise<void> {
+    if (process.env.WARM_REPORTS !== '0') await this.report('daily');
   }
 }

@@ -10,6 +10,7 @@ describe('sample app', () => {
 
   beforeAll(async () => {
     process.env.REPORT_BUILD_MS = '300';
+    process.env.WARM_REPORTS = '0';
     const { AppModule } = await import('../sample/app.module.js');
     app = (
       await Test.createTestingModule({ imports: [AppModule] }).compile()
@@ -52,6 +53,23 @@ describe('sample app', () => {
     expect(miss.headers.get('x-cache')).toBe('MISS');
     expect(hit.headers.get('x-cache')).toBe('HIT');
     expect(await hit.text()).toBe(await miss.text());
+  });
+
+  it('a POST of a product evicts the cached product list: the next GET is a MISS that lists it', async () => {
+    const products = base.replace('/reports', '/products');
+    await fetch(products);
+    expect((await fetch(products)).headers.get('x-cache')).toBe('HIT');
+    const added = await fetch(products, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'Cup', price: 5 }),
+    });
+    expect(added.status).toBe(201);
+    const after = await fetch(products);
+    expect(after.headers.get('x-cache')).toBe('MISS');
+    expect(
+      ((await after.json()) as { products: { name: string }[] }).products.map((p) => p.name),
+    ).toContain('Cup');
   });
 
   it('bypasses the cache for product requests with credentials', async () => {
