@@ -103,7 +103,7 @@ export class CacheModule {
         assertRegisteredOnce(modules, cacheToken, name);
         // A named cache without a prefix of its own gets one: its name.
         return createCache(
-          name !== undefined && options?.prefix === undefined
+          name !== undefined && isOptions(options) && options.prefix === undefined
             ? { ...options, prefix: name }
             : options,
         );
@@ -131,6 +131,10 @@ export class CacheModule {
       exports: [cacheToken, optionsToken],
     };
   }
+}
+
+function isOptions(options: unknown): options is CacheModuleOptions {
+  return options !== null && typeof options === 'object';
 }
 
 /** Two registrations of one cache name in one application: refused, naming it. */

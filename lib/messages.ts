@@ -35,8 +35,8 @@ export const messages = {
 
   cacheRegisteredTwice: (name: string | undefined) =>
     name === undefined
-      ? `CacheModule.forRoot() registers the default cache twice in this application (two imports with different options). Register it once (isGlobal: true makes it injectable everywhere), or give the second one a name: CacheModule.forRoot({ name: 'sessions', ... }).`
-      : `CacheModule.forRoot({ name: "${name}" }) registers the cache "${name}" twice in this application (two imports with different options). Register each name once (isGlobal: true makes it injectable everywhere), or pick another name.`,
+      ? `CacheModule.forRoot() registers the default cache twice in this application (two CacheModule.forRoot() imports make two modules, even with equal options). Register it once (isGlobal: true makes it injectable everywhere), or give the second one a name: CacheModule.forRoot({ name: 'sessions', ... }).`
+      : `CacheModule.forRoot({ name: "${name}" }) registers the cache "${name}" twice in this application (two CacheModule.forRoot() imports make two modules, even with equal options). Register each name once (isGlobal: true makes it injectable everywhere), or pick another name.`,
 
   invalidPrefix: (prefix: unknown) =>
     `Invalid CacheModule option "prefix": ${describe(prefix)}. The prefix must be a non-empty string; clear() deletes only keys under it.`,
@@ -145,6 +145,9 @@ export const messages = {
 
   cacheNotRegistered: (decorator: string, method: string, name: string | undefined) =>
     `${decorator} on ${method} uses the cache ${name === undefined ? '(default)' : `"${name}"`}, which no CacheModule registers in this application. Import CacheModule.forRoot(${name === undefined ? '' : `{ name: '${name}', ... }`}) (isGlobal: true makes it reachable from every module).`,
+
+  decoratorNotStatic: (decorator: string, method: string) =>
+    `${decorator} on ${method} does nothing: its provider is request-scoped or transient (or depends on one), and nest-cache wraps the methods of singleton providers only. Move the cached method to a singleton provider, or call cache.getOrSet() inside it.`,
 
   evictFailed: (method: string, reason: string) =>
     `@CacheEvict on ${method} could not evict (${reason}); the call itself succeeded. Fix the keys or tags function of @CacheEvict.`,

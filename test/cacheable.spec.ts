@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { Injectable, type INestApplication } from '@nestjs/common';
+import { Injectable, type INestApplication, type OnApplicationBootstrap } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -9,9 +9,11 @@ import {
   CacheModule,
   Cacheable,
   InjectCache,
+  InvalidKeyError,
   invalidateCacheable,
   UnkeyableArgumentError,
 } from '../lib/index.js';
+import { freePort, usePrivateRedis } from './support/redis-server.js';
 
 let apps: INestApplication[] = [];
 afterEach(async () => {
@@ -160,7 +162,11 @@ describe('@Cacheable on a provider method', () => {
     ['a class instance without toJSON', new Point(1, 2), /argument 1 is an instance of Point/],
     ['a Map', new Map([[1, 2]]), /argument 1 is an instance of Map/],
     ['a cycle', cycle, /argument 1\.self is a cycle/],
-    ['a Map nested in an object', { filter: new Map() }, /argument 1\.filter is an instance of Map/],
+    [
+      'a Map nested in an object',
+      { filter: new Map() },
+      /argument 1\.filter is an instance of Map/,
+    ],
   ])(
     'an argument that is %s rejects with UnkeyableArgumentError naming the method and argument, without running it',
     async (_what, argument, where) => {
@@ -231,6 +237,46 @@ describe('@Cacheable on a provider method', () => {
     expect(await service.taggedById(1)).toBe('by id 1 #3');
     expect(await service.taggedById(2)).toBe('by id 2 #2');
     expect(service.runs).toBe(3);
+  });
+
+  it('a key function that returns no string rejects with InvalidKeyError, without running the method', async () => {
+    @Injectable()
+    class BadKey {
+      runs = 0;
+      @Cacheable({ key: () => 42 as never })
+      async load(): Promise<number> {
+        this.runs += 1;
+        return 1;
+      }
+    }
+    const app = await start([BadKey]);
+    const service = app.get(BadKey);
+    await expect(service.load()).rejects.toThrow(InvalidKeyError);
+    expect(service.runs).toBe(0);
+  });
+
+  it('a method that resolves undefined is not cached: it runs on every call', async () => {
+    @Injectable()
+    class Nothing {
+      runs = 0;
+      @Cacheable()
+      async load(): Promise<undefined> {
+        this.runs += 1;
+        return undefined;
+      }
+    }
+    const app = await start([Nothing]);
+    const service = app.get(Nothing);
+    expect(await service.load()).toBeUndefined();
+    expect(await service.load()).toBeUndefined();
+    expect(service.runs).toBe(2);
+  });
+
+  it('a caller mutating the value it got does not change what the next call gets', async () => {
+    const { service } = await reports();
+    const first = await service.find(1);
+    first.run = 99;
+    expect(await service.find(1)).toEqual({ run: 1 });
   });
 
   it('20 concurrent calls with the same arguments run the method once (single-flight)', async () => {
@@ -350,6 +396,42 @@ describe('@Cacheable on a provider method', () => {
     await app.close();
   });
 
+  it('a default-cache @Cacheable when only a named cache is registered fails app.init() with CacheConfigError', async () => {
+    @Injectable()
+    class NeedsDefault {
+      @Cacheable()
+      async load(): Promise<number> {
+        return 1;
+      }
+    }
+    const moduleRef = await Test.createTestingModule({
+      imports: [CacheModule.forRoot({ name: 'sessions' })],
+      providers: [NeedsDefault],
+    }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    await expect(app.init()).rejects.toThrow(/NeedsDefault\.load uses the cache \(default\)/);
+    await app.close();
+  });
+
+  it('is cached when called from onApplicationBootstrap (warming)', async () => {
+    @Injectable()
+    class Warmed implements OnApplicationBootstrap {
+      runs = 0;
+      @Cacheable()
+      async daily(): Promise<string> {
+        this.runs += 1;
+        return 'daily';
+      }
+      async onApplicationBootstrap(): Promise<void> {
+        await this.daily();
+      }
+    }
+    const app = await start([Warmed]);
+    const service = app.get(Warmed);
+    expect(await service.daily()).toBe('daily');
+    expect(service.runs).toBe(1);
+  });
+
   it('invalidateCacheable(service.method, ...args) deletes that one entry; the others stay', async () => {
     const { service } = await reports();
     await service.find(1);
@@ -425,14 +507,19 @@ describe('@Cacheable on a provider method', () => {
     expect(service.runs).toBe(1);
   });
 
-  it('a provider also registered under a useExisting alias is wrapped once', async () => {
-    const app = await start([Reports, { provide: 'REPORTS', useExisting: Reports }]);
+  it.each([
+    ['a useExisting alias', { provide: 'REPORTS', useExisting: Reports }],
+    [
+      'a factory returning the instance',
+      { provide: 'REPORTS', useFactory: (reports: Reports) => reports, inject: [Reports] },
+    ],
+  ])('a provider also reachable through %s is wrapped once', async (_what, alias) => {
+    // Wrapped twice, the call would wait on its own single-flight until getOrSetTimeout.
+    const app = await start([Reports, alias], [CacheModule.forRoot({ getOrSetTimeout: '1s' })]);
     const service = app.get(Reports);
     expect(app.get('REPORTS')).toBe(service);
-    const started = Date.now();
     expect(await service.find(1)).toEqual({ run: 1 });
     expect(await service.find(1)).toEqual({ run: 1 });
-    expect(Date.now() - started).toBeLessThan(1_000);
     expect(service.runs).toBe(1);
   });
 });
@@ -602,12 +689,51 @@ describe('@CacheEvict on a provider method', () => {
       providers: [Orphan],
     }).compile();
     const app = moduleRef.createNestApplication({ logger: false });
-    await expect(app.init()).rejects.toThrow(/@CacheEvict on Orphan\.reset uses the cache "nowhere"/);
+    await expect(app.init()).rejects.toThrow(
+      /@CacheEvict on Orphan\.reset uses the cache "nowhere"/,
+    );
     await app.close();
   });
 
   it('@CacheEvict({}) with nothing to evict throws CacheConfigError at decoration', () => {
     expect(() => CacheEvict({})).toThrow(CacheConfigError);
     expect(() => CacheEvict({ all: false })).toThrow(/needs something to evict/);
+  });
+});
+
+describe('@Cacheable on a Redis default cache', () => {
+  const redis = usePrivateRedis();
+
+  it('a second application sharing the Redis gets the entry without running the method', async () => {
+    const imports = () => [
+      CacheModule.forRoot({ backend: 'redis', redis: { url: redis.server.url }, prefix: 'cbl' }),
+    ];
+    const first = await start([Reports], imports());
+    const second = await start([Reports], imports());
+    expect(await first.get(Reports).byId(1)).toBe('report 1 #1');
+    expect(await second.get(Reports).byId(1)).toBe('report 1 #1');
+    expect(second.get(Reports).runs).toBe(0);
+  });
+
+  it('invalidateTags in one application reruns the method in the other', async () => {
+    const imports = () => [
+      CacheModule.forRoot({ backend: 'redis', redis: { url: redis.server.url }, prefix: 'cbl2' }),
+    ];
+    const first = await start([Reports], imports());
+    const second = await start([Reports], imports());
+    expect(await first.get(Reports).tagged(1)).toBe('tagged 1 #1');
+    await second.get(BaseCache).invalidateTags(['reports']);
+    expect(await first.get(Reports).tagged(1)).toBe('tagged 1 #2');
+  });
+
+  it('with Redis unreachable, the method still runs and its value is returned', async () => {
+    const port = await freePort(); // nothing listens there
+    const app = await start(
+      [Reports],
+      [CacheModule.forRoot({ backend: 'redis', redis: { url: `redis://127.0.0.1:${port}` } })],
+    );
+    const service = app.get(Reports);
+    expect(await service.byId(1)).toBe('report 1 #1');
+    expect(await service.byId(1)).toBe('report 1 #2');
   });
 });

@@ -347,7 +347,7 @@ describe('named caches: bad registrations', () => {
     await app.close();
   });
 
-  it("an empty name fails with CacheConfigError (forRoot, forRootAsync, getCacheToken, InjectCache)", () => {
+  it('an empty name fails with CacheConfigError (forRoot, forRootAsync, getCacheToken, InjectCache)', () => {
     expect(() => CacheModule.forRoot({ name: '' })).toThrow(CacheConfigError);
     expect(() => CacheModule.forRootAsync({ name: '', useFactory: () => ({}) })).toThrow(
       CacheConfigError,
@@ -421,7 +421,13 @@ describe('named caches beside a default Redis cache', () => {
 
   it('a named Redis cache without a prefix stores its keys under its name', async () => {
     const { app } = await start(
-      [CacheModule.forRoot({ name: 'sessions', backend: 'redis', redis: { url: redis.server.url } })],
+      [
+        CacheModule.forRoot({
+          name: 'sessions',
+          backend: 'redis',
+          redis: { url: redis.server.url },
+        }),
+      ],
       [SessionsOnly],
     );
     const { sessions } = app.get(SessionsOnly);
@@ -436,8 +442,7 @@ describe('named caches beside a default Redis cache', () => {
   });
 });
 
-// Keeps `Inject` imported for a reader comparing @InjectCache with @Inject(getCacheToken(...)).
-describe('InjectCache', () => {
+describe('InjectCache(name)', () => {
   it('is the same as @Inject(getCacheToken(name))', async () => {
     @Injectable()
     class Both {

@@ -37,9 +37,18 @@ export class CacheableExplorer {
   ) {}
 
   onModuleInit(): void {
+    // One instance can sit behind several providers (a useExisting alias, a factory returning it):
+    // wrapped twice, a @Cacheable call would wait on its own single-flight until getOrSetTimeout.
+    const visited = new WeakSet<object>();
     for (const wrapper of this.discovery.getProviders()) {
       const instance: unknown = wrapper.instance;
-      if (!instance || typeof instance !== 'object' || !wrapper.isDependencyTreeStatic()) continue;
+      if (!wrapper.isDependencyTreeStatic()) {
+        this.warnIfDecorated(wrapper.metatype);
+        continue;
+      }
+      if (!instance || typeof instance !== 'object') continue;
+      if (visited.has(instance)) continue;
+      visited.add(instance);
       for (const [name, proto] of methodsOf(instance)) {
         const cacheable: CacheableOptions | undefined = Reflect.getOwnMetadata(
           CACHEABLE_METADATA,
@@ -104,6 +113,29 @@ export class CacheableExplorer {
     };
     if (original[HANDLE]) wrapped[HANDLE] = original[HANDLE];
     return wrapped;
+  }
+
+  /**
+   * A request-scoped or transient provider is made per request: its methods are never wrapped, so
+   * its decorators would do nothing. Says so once, at startup, instead of silently.
+   */
+  private warnIfDecorated(metatype: unknown): void {
+    const proto = (metatype as { prototype?: object } | null | undefined)?.prototype;
+    if (!proto) return;
+    for (const [name, owner] of methodsOf(Object.create(proto) as object)) {
+      for (const key of [CACHEABLE_METADATA, CACHE_EVICT_METADATA]) {
+        const options: { cache?: string } | undefined = Reflect.getOwnMetadata(key, owner, name);
+        if (options && options.cache === this.name) {
+          const decorator = key === CACHEABLE_METADATA ? '@Cacheable' : '@CacheEvict';
+          logger.warn(
+            messages.decoratorNotStatic(
+              decorator,
+              `${(metatype as { name?: string }).name ?? 'Anonymous'}.${name}`,
+            ),
+          );
+        }
+      }
+    }
   }
 
   private assertRegistered(
