@@ -1,7 +1,13 @@
 import 'reflect-metadata';
-import { Injectable, type INestApplication, type OnApplicationBootstrap } from '@nestjs/common';
+import {
+  Injectable,
+  type INestApplication,
+  Logger,
+  type OnApplicationBootstrap,
+  Scope,
+} from '@nestjs/common';
 import { Test } from '@nestjs/testing';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   BaseCache,
   CacheConfigError,
@@ -505,6 +511,28 @@ describe('@Cacheable on a provider method', () => {
     await service.find(1);
     await service.find(1);
     expect(service.runs).toBe(1);
+  });
+
+  it('a @Cacheable method of a request-scoped provider is reported at startup: it cannot be wrapped', async () => {
+    @Injectable({ scope: Scope.REQUEST })
+    class PerRequest {
+      @Cacheable()
+      async find(): Promise<string> {
+        return 'x';
+      }
+    }
+    const warned: string[] = [];
+    const warn = vi.spyOn(Logger.prototype, 'warn').mockImplementation((message: unknown) => {
+      warned.push(String(message));
+    });
+    try {
+      await start([PerRequest]);
+    } finally {
+      warn.mockRestore();
+    }
+    expect(
+      warned.filter((m) => m.includes('PerRequest.find') && m.includes('request-scoped')),
+    ).toHaveLength(1);
   });
 
   it.each([

@@ -175,7 +175,7 @@ export async function evict(
   }
 }
 
-const logger = new Logger('CacheEvict');
+const logger = new Logger('Cacheable');
 
 /**
  * Invalidates the entry of one call of a @Cacheable method (Ravyn's `invalidate(fn, *args)`):
