@@ -228,7 +228,7 @@ export class CacheInterceptor implements NestInterceptor {
           }
           if (staleMs < policy.staleWhileRevalidateMs) {
             this.cache.count('stale');
-            if (mayLead) this.refresh(context, request, key, vary, tags, next, cached);
+            if (mayLead) this.refresh(context, request, key, tags, next, cached);
             return this.hit(response, cached, body, 'STALE');
           }
           if (staleMs < policy.staleIfErrorMs) fallback = { entry: cached, body };
@@ -255,8 +255,10 @@ export class CacheInterceptor implements NestInterceptor {
         const body = this.bodyOf(context, landing.value, vary);
         if (body !== NOT_REPLAYABLE) return this.hit(response, landing.value, body, 'HIT');
       }
-      // The leader's run failed or ran out of time: the stale entry answers (staleIfError).
-      if (fallback && landing.kind !== 'empty') {
+      // The leader's run failed with a server error or ran out of time: the stale entry answers
+      // (staleIfError). After a response that may not be shared (a 4xx, say) this request runs
+      // the handler itself, below.
+      if (fallback && (landing.kind === 'error' || landing.kind === 'timeout')) {
         return this.hit(response, fallback.entry, fallback.body, 'STALE');
       }
       // The leader's client left: lead the next flight, or follow it. After a response that may
@@ -287,14 +289,12 @@ export class CacheInterceptor implements NestInterceptor {
     context: ExecutionContext,
     request: object,
     key: string,
-    vary: readonly string[],
     tags: readonly string[],
     next: CallHandler,
     stale: CachedResponse,
   ): void {
     const lead = this.flights.lead(key, tags);
     if (!lead) return;
-    const replayAs = this.replayAs(context);
     let value: unknown;
     let ended = false;
     const end = async (entry: CachedResponse | undefined) => {
@@ -310,9 +310,9 @@ export class CacheInterceptor implements NestInterceptor {
       next: (v) => (value = v),
       complete: () => {
         let entry: CachedResponse | undefined;
-        const body = this.refreshedBody(value, replayAs);
+        const body = this.refreshedBody(value);
         if (body !== undefined) {
-          // The ETag described the stale bytes; Express computes one for the new text on a HIT.
+          // The ETag described the stale bytes; Express computes one for the new body on a HIT.
           const { etag: _etag, ...headers } = stale.headers;
           entry = { ...stale, headers, body, storedAt: this.cache.clock.now() };
         }
@@ -327,20 +327,17 @@ export class CacheInterceptor implements NestInterceptor {
         void end(undefined);
       },
     });
-    void vary;
   }
 
-  /** The body a background refresh stores: as the route replays (see cachedBody), known without sending it. */
-  private refreshedBody(value: unknown, replayAs: 'bytes' | 'value'): CachedBody | undefined {
-    const body = this.cachedBody(value, replayAs);
-    if (body !== AS_SENT) return body;
-    if (typeof value === 'string') return { text: value };
-    try {
-      const text = JSON.stringify(value);
-      return text === undefined ? undefined : { text };
-    } catch {
-      return undefined;
-    }
+  /**
+   * The body a background refresh stores: always the handler's value, serialized. Nothing is sent
+   * from a refresh, so the bytes the app's serialization hooks would make of it (a json replacer,
+   * a preSerialization hook) are unknown: stored as text they would be replayed without them. A
+   * HIT of a value goes through the framework's send, and its hooks, again.
+   */
+  private refreshedBody(value: unknown): CachedBody | undefined {
+    const body = this.cachedBody(value, 'value');
+    return body === AS_SENT ? undefined : body;
   }
 
   /** Runs a route under @CacheEvict, then evicts what it says once the handler succeeded. */
@@ -580,13 +577,15 @@ export class CacheInterceptor implements NestInterceptor {
     let sentBody: SentBody | undefined;
     let handlerValue: unknown;
     let settled = false;
-    const settle = async (entry: CachedResponse | undefined, sent: boolean) => {
+    const settle = async (entry: CachedResponse | undefined, sent: boolean, failure?: unknown) => {
       if (settled) return;
       settled = true;
       raw.off('finish', onFinish).off('close', onClose);
       sentBody?.restore();
       // The waiting requests replay it now, without waiting for the write.
       if (entry) lead?.land({ kind: 'value', value: entry });
+      // A server error: waiting requests that have a stale entry answer with it (staleIfError).
+      else if (failure !== undefined) lead?.land({ kind: 'error', error: failure });
       // A 304 answers this request's If-None-Match only: a follower may lead the next run.
       else lead?.land({ kind: sent && response.statusCode !== 304 ? 'unshareable' : 'empty' });
       if (entry) await this.write(context, key, entry, lead ?? tags);
@@ -627,11 +626,13 @@ export class CacheInterceptor implements NestInterceptor {
         },
         // A failure is never stored: the flight ends now, before the error response is even sent,
         // so a retry of this very request (a retry interceptor outside) does not wait on it.
-        error: () => void settle(undefined, true),
+        error: (error: unknown) =>
+          void settle(undefined, true, isServerError(error) ? error : undefined),
       }),
-      // With a stale entry (staleIfError), the failure is answered from it.
+      // With a stale entry (staleIfError), a server error is answered from it; a client error
+      // (4xx: not found, forbidden) is the answer, and goes through.
       catchError((error: unknown) => {
-        if (!fallback || raw.headersSent) throw error;
+        if (!fallback || raw.headersSent || !isServerError(error)) throw error;
         return of(this.replay(response, fallback.entry, fallback.body, 'STALE'));
       }),
     );
@@ -863,6 +864,15 @@ const NO_TAGS: readonly string[] = Object.freeze([]);
 
 /** CacheInterceptor.withCache(name), one class per name: the same class is the same interceptor. */
 const namedInterceptors = new Map<string, Type<CacheInterceptor>>();
+
+/**
+ * Whether a handler's error is the server's (a 5xx, or anything that is not an HttpException, which
+ * Nest answers with 500): what staleIfError covers, as RFC 5861 does.
+ */
+function isServerError(error: unknown): boolean {
+  const status = (error as { getStatus?: () => unknown } | null)?.getStatus?.();
+  return typeof status !== 'number' || status >= 500;
+}
 
 /** How long the entry has been stale (negative while fresh). */
 function staleFor(meta: EntryMeta, now: number): number {

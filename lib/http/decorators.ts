@@ -107,11 +107,14 @@ export const CacheTags = (...tags: [(request: any) => string[]] | string[]) => {
   return SetMetadata(CACHE_TAGS_METADATA, spec);
 };
 
-/** The stale windows of a route: see CacheStale. */
+/** The stale windows of a route: see CacheStale. They replace the module's (http.staleWhileRevalidate, http.staleIfError) as a whole. */
 export interface CacheStaleOptions {
   /** How long past its ttl a response is served at once (X-Cache: STALE) while one refresh runs. */
   staleWhileRevalidate?: Exclude<Ttl, null>;
-  /** How long past its ttl a response is served (X-Cache: STALE) when the handler fails. */
+  /**
+   * How long past its ttl a response is served (X-Cache: STALE) when the handler fails with a
+   * server error (a 5xx, or any error that is not an HttpException); a 4xx goes through.
+   */
   staleIfError?: Exclude<Ttl, null>;
 }
 

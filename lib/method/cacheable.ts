@@ -34,7 +34,10 @@ export interface CacheEvictOptions {
   tags?: string[] | ((...args: any[]) => string[]);
   /** Clears the whole cache (its namespace). */
   all?: boolean;
-  /** The named cache to evict from. @default the default cache */
+  /**
+   * The named cache to evict from. @default on a provider method, the default cache; on a route,
+   * the cache of the CacheInterceptor it runs under
+   */
   cache?: string;
 }
 

@@ -20,7 +20,7 @@ import {
 } from '../../lib/index.js';
 import { ADAPTERS, backends, usePrivateRedis, useApps } from './support/app.js';
 import { HandlerCalls } from './support/controllers.js';
-import { json, pollUntil, type Reply } from './support/http.js';
+import { json, nothingInFlight, pollUntil, type Reply } from './support/http.js';
 
 // Routes tagged with @CacheTags, and mutations under @CacheEvict that end their entries once they
 // succeed: end to end, on both platforms and both backends.
@@ -68,7 +68,9 @@ class ProductsController {
 
   /** Keys built from the request: the default key of GET /products/:id. */
   @Delete(':id')
-  @CacheEvict({ keys: (req: { params: { id: string } }) => [`http:GET:/products/${req.params.id}?`] })
+  @CacheEvict({
+    keys: (req: { params: { id: string } }) => [`http:GET:/products/${req.params.id}?`],
+  })
   remove(@Param('id') id: string) {
     this.names.delete(id);
     return { removed: id };
@@ -79,6 +81,26 @@ class ProductsController {
   clearAll() {
     this.names.clear();
     return { cleared: true };
+  }
+
+  /** Tags built from the request's body. */
+  @Post('rename')
+  @CacheEvict({ tags: (req: { body: { id: string } }) => [`product:${req.body.id}`] })
+  renameByBody(@Body() body: { id: string; name: string }) {
+    this.names.set(body.id, body.name);
+    return { renamed: body.id };
+  }
+
+  /** A mutation whose @CacheEvict tags builder throws. */
+  @Post(':id/unevictable')
+  @CacheEvict({
+    tags: () => {
+      throw new Error('no tags today');
+    },
+  })
+  unevictable(@Param('id') id: string) {
+    this.names.set(id, 'renamed');
+    return { renamed: id };
   }
 
   /** A mutation refused by the handler (4xx). */
@@ -211,6 +233,28 @@ describe.each(ADAPTERS)('on $name', (adapter) => {
       expect(summary(one)).toEqual([200, 'MISS', { run: 2, id: '2', name: null }]);
     });
 
+    it('@CacheEvict({ tags: (req) => ... }) can build the tags from the request body', async () => {
+      const { send } = await startApp();
+
+      await send('/products/2');
+      const renamed = await send('/products/rename', post({ id: '2', name: 'ink (blue)' }));
+      const after = await send('/products/2');
+
+      expect(renamed.status).toBe(201);
+      expect(summary(after)).toEqual([200, 'MISS', { run: 2, id: '2', name: 'ink (blue)' }]);
+    });
+
+    it('a @CacheEvict builder that throws fails nothing: the mutation succeeds, and nothing is evicted', async () => {
+      const { send } = await startApp();
+
+      await send('/products/1');
+      const renamed = await send('/products/1/unevictable', post());
+      const after = await send('/products/1');
+
+      expect([renamed.status, json(renamed)]).toEqual([201, { renamed: '1' }]);
+      expect(summary(after)).toEqual([200, 'HIT', { run: 1, id: '1', name: 'pen' }]);
+    });
+
     it('a mutation whose handler throws a 4xx evicts nothing: the GET stays a HIT', async () => {
       const { send } = await startApp();
 
@@ -235,9 +279,10 @@ describe.each(ADAPTERS)('on $name', (adapter) => {
 
     it('the response run again after an eviction is cached again, even when the clock has not moved since', async () => {
       const now = Date.now();
-      const { send } = await startApp({ now: () => now });
+      const { send, cache } = await startApp({ now: () => now });
 
       await send('/products/1');
+      await nothingInFlight(cache, 2_000); // stored, and its tag recorded
       await send('/products/1', put('quill'));
       const rerun = await send('/products/1');
       const after = await send('/products/1');
