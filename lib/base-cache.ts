@@ -30,7 +30,14 @@ import {
   type Step,
 } from './driver.js';
 import { incrementWith, invalidateTagsWith, touchTagsWith } from './driver-fallbacks.js';
-import { decodeCounter, decodeEntry, type Entry, type EntryMeta, encodeEntry } from './entry.js';
+import {
+  decodeCounter,
+  decodeEntry,
+  decodeTagTime,
+  type Entry,
+  type EntryMeta,
+  encodeEntry,
+} from './entry.js';
 import { FailurePolicy } from './failure-policy.js';
 import { Flights, type Lead } from './flights.js';
 import { compileGlob } from './glob.js';
@@ -41,7 +48,7 @@ import {
   type Serializer,
   withoutLoneSurrogates,
 } from './serializer.js';
-import { withDeadline } from './settle-within.js';
+import { noop, withDeadline } from './settle-within.js';
 import { MAX_TIMER_MS, timeoutToMs, ttlToMs, type Ttl } from './ttl.js';
 
 export type { MaybePromise, Step } from './driver.js';
@@ -215,8 +222,12 @@ export abstract class BaseCache {
   private readonly readsInFlight = new Map<string, Promise<Uint8Array | null | undefined>>();
   /** The entries of backend reads in flight, decoded once for every [readShared] caller. */
   private readonly sharedReads = new Map<string, Promise<Found | undefined>>();
-  /** The latest invalidateTags() of this process: entries written later are dated after it. */
-  private lastInvalidationAt = -Infinity;
+  /** The latest stamp() given: stamps of this process only ever grow. */
+  private lastStamp = -Infinity;
+  /** The clock of this cache's flights: a flight starts with a stamp(). */
+  private readonly stampClock: Clock = { now: () => this.stamp() };
+  /** Fallback read-then-write work in progress, by full key; see serially(). */
+  private readonly serialized = new Map<string, Promise<void>>();
   private closing?: Promise<void>;
 
   protected constructor(
@@ -343,14 +354,14 @@ export abstract class BaseCache {
     const full = this.keyFor(key, 'set');
     const policy = this.policyFor(options, 'set');
     const bytes = this.encode(key, value);
-    return this.store(key, full, bytes, policy, this.writeTime(), undefined);
+    return this.store(key, full, bytes, policy, this.stamp(), undefined);
   }
 
   /** Stores every entry, or none when one of them is invalid. Resolves true when all were stored. */
   async setMany<T>(entries: CacheEntry<T>[]): Promise<boolean> {
     if (!Array.isArray(entries))
       throw new TypeError('setMany expects an array of { key, value, ttl?, tags? }.');
-    const storedAt = this.writeTime();
+    const storedAt = this.stamp();
     const prepared = entries.map((entry) => {
       if (entry === null || typeof entry !== 'object') {
         throw new TypeError('setMany expects entries of the form { key, value, ttl?, tags? }.');
@@ -464,14 +475,16 @@ export abstract class BaseCache {
     if (valid.length === 0) return;
     const doomed = new Set(valid);
     this.valueFlightsInvalidate((_key, leadTags) => leadTags.some((tag) => doomed.has(tag)));
-    const at = this.clock.now();
-    this.lastInvalidationAt = Math.max(this.lastInvalidationAt, at);
+    // Later than every write this process started before it, earlier than every later one.
+    const at = this.stamp();
     const keys = valid.map((tag) => this.tagKey(tag));
     this.forget(keys);
     await this.attempt('invalidateTags', undefined, () =>
       this.driver.invalidateTags
         ? this.driver.invalidateTags(keys, at)
-        : invalidateTagsWith(this.driver, keys, at),
+        : Promise.all(
+            keys.map((key) => this.serially(key, () => invalidateTagsWith(this.driver, [key], at))),
+          ),
     );
   }
 
@@ -515,7 +528,7 @@ export abstract class BaseCache {
     const value = await this.attempt('increment', undefined, () =>
       this.driver.increment
         ? this.driver.increment(full, by, ttlMs)
-        : incrementWith(this.driver, full, by, ttlMs),
+        : this.serially(full, () => incrementWith(this.driver, full, by, ttlMs)),
     );
     if (value !== undefined) this.stats.writes += 1;
     return value;
@@ -604,7 +617,8 @@ export abstract class BaseCache {
   singleFlight<V>(scope: string): Flights<V> {
     let flights = this.flightScopes.get(scope);
     if (!flights) {
-      this.flightScopes.set(scope, (flights = new Flights(this.getOrSetTimeoutMs, this.clock)));
+      const made = new Flights<unknown>(this.getOrSetTimeoutMs, this.stampClock);
+      this.flightScopes.set(scope, (flights = made));
     }
     return flights as Flights<V>;
   }
@@ -632,6 +646,7 @@ export abstract class BaseCache {
   ): Promise<boolean> {
     const full = this.keyFor(key, 'set');
     const policy = this.policyFor({ ...options, tags: [...lead.tags] }, 'set');
+    // Dated when its flight started (a stamp): an invalidation since then reaches it.
     return this.store(key, full, this.encode(key, value), policy, lead.startedAt, lead);
   }
 
@@ -752,7 +767,7 @@ export abstract class BaseCache {
       entry.tags.map(async (tag) => this.readBytes(this.tagKey(tag))),
     );
     return records.every((bytes) => {
-      const at = bytes == null ? undefined : decodeCounter(bytes);
+      const at = bytes == null ? undefined : decodeTagTime(bytes);
       return at === undefined || at < entry.storedAt;
     });
   }
@@ -897,7 +912,15 @@ export abstract class BaseCache {
     await this.attempt('set', undefined, async () => {
       touched = false;
       if (this.driver.touchTags) await this.driver.touchTags(keys, expiresAt);
-      else await touchTagsWith(this.driver, keys, expiresAt, this.clock.now());
+      else {
+        await Promise.all(
+          keys.map((key) =>
+            this.serially(key, () =>
+              touchTagsWith(this.driver, [key], expiresAt, this.clock.now()),
+            ),
+          ),
+        );
+      }
       touched = true;
     });
     return touched && !this.failures.isOpen();
@@ -911,7 +934,9 @@ export abstract class BaseCache {
     storedAt: number,
   ): DriverEntry {
     const now = this.clock.now();
-    const freshUntil = policy.ttlMs === null ? null : storedAt + policy.ttlMs;
+    // Fresh from when it was dated, or from now when dated just after an invalidation (see
+    // stamp()): never for longer than its ttl.
+    const freshUntil = policy.ttlMs === null ? null : Math.min(storedAt, now) + policy.ttlMs;
     const staleUntil = freshUntil === null ? null : freshUntil + policy.keepMs;
     // A shortened key keeps the user's key in its entry, for deleteByPattern().
     const shortened = full.length !== this.namespace.length + key.length;
@@ -930,17 +955,39 @@ export abstract class BaseCache {
   }
 
   /**
-   * What a write made now is dated with: now, or just after this process's latest tag
-   * invalidation when that was in the same millisecond (the invalidation must not reach it).
+   * The time a write (or the flight that produces it) starts, or an invalidation happens, is dated
+   * with: the clock's time, or TIE_MS after the previous stamp when the clock has not moved past it.
+   * Stamps of this process strictly grow, so an invalidation is dated after every write that
+   * started before it and before every write that starts later, even within one millisecond (or on
+   * a clock a test holds still). A tag record then ends exactly the entries stored before it.
    */
-  private writeTime(): number {
+  private stamp(): number {
     const now = this.clock.now();
-    return now > this.lastInvalidationAt ? now : this.lastInvalidationAt + 1;
+    this.lastStamp = now > this.lastStamp ? now : this.lastStamp + TIE_MS;
+    return this.lastStamp;
+  }
+
+  /**
+   * Runs a fallback's read-then-write of `key` (a counter, a tag record: see driver-fallbacks)
+   * once the one queued before it has settled, so that it is atomic within the process whatever
+   * the driver: each of its awaits would otherwise let another call's read in between. The queue
+   * waits on each for operationTimeout at most, so a driver call that never settles cannot hold it.
+   */
+  private serially<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const before = this.serialized.get(key);
+    const run = before ? before.then(work) : work();
+    const done = this.bounded('serial', run).then(noop, noop);
+    this.serialized.set(key, done);
+    void done.then(() => {
+      if (this.serialized.get(key) === done) this.serialized.delete(key);
+    });
+    return run;
   }
 
   /**
    * Runs getOrSet's factory for its flight: lands the value for every caller at once, then stores
-   * it; the flight ends after the write, so a caller arriving meanwhile gets the value too.
+   * it, dated when the flight started (a stamp()); the flight ends after the
+   * write, so a caller arriving meanwhile gets the value too.
    */
   private async produce(
     key: string,
@@ -1077,6 +1124,13 @@ export class DriverCache extends BaseCache {
 }
 
 const NO_TAGS: readonly string[] = Object.freeze([]);
+
+/**
+ * How much later than the previous stamp a stamp is when the clock has not moved (see stamp()): a
+ * power of two, which a float64 holds exactly beside today's times in ms, and so small that stamps
+ * run ahead of the clock only past a thousand writes and invalidations within one millisecond.
+ */
+const TIE_MS = 2 ** -10;
 
 /** A counter read back: no envelope, so plain metadata around its number. */
 interface CounterEntry extends Entry {

@@ -5,8 +5,9 @@ import { messages } from './messages.js';
 
 /**
  * What BaseCache does for a driver that lacks an optional method, with its required ones. Each is
- * a read, then a write: atomic within one process when the driver answers synchronously, not
- * across processes (implement the optional method for that, as the Redis driver does).
+ * a read, then a write: BaseCache runs those of one key one at a time (serially()), so they are
+ * atomic within one process, whatever the driver; not across processes (implement the optional
+ * method for that, as the Redis driver does).
  */
 
 export async function incrementWith(

@@ -131,6 +131,20 @@ export function decodeCounter(bytes: Uint8Array): number | undefined {
   return COUNTER.test(text) ? Number(text) : undefined;
 }
 
+/** A tag record: a decimal number, as String() writes one. */
+const TAG_TIME = /^-?\d{1,20}(?:\.\d{1,20})?(?:e[+-]?\d{1,3})?$/;
+
+/**
+ * The time (ms since the epoch) a tag record holds: its latest invalidation, "0" when never, with
+ * a fraction when it was dated just after a write of the same millisecond (see BaseCache's
+ * writeTime()). Undefined when `bytes` hold something else.
+ */
+export function decodeTagTime(bytes: Uint8Array): number | undefined {
+  if (bytes.byteLength > 48) return undefined;
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+  return TAG_TIME.test(text) ? Number(text) : undefined;
+}
+
 export function encodeCounter(value: number): Buffer {
   return Buffer.from(String(value), 'latin1');
 }

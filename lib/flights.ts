@@ -102,7 +102,7 @@ export class Flights<V> {
       },
     };
     const deadline = setTimeout(() => {
-      lead.land({ kind: 'timeout', waitedMs: this.clock.now() - started });
+      lead.land({ kind: 'timeout', waitedMs: Math.round(this.clock.now() - started) });
       lead.end();
     }, this.boundMs);
     // A flight never keeps the process alive: at shutdown nobody waits for it any more.

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { BaseCacheOptions } from '../lib/base-cache.js';
 import { CacheConfigError } from '../lib/errors.js';
 import { loadIoredis, RedisCache } from '../lib/stores/redis.cache.js';
 import { startRedisServer, useRedis, type RedisServerHandle } from './support/redis-server.js';
@@ -14,8 +15,12 @@ afterEach(async () => {
   vi.restoreAllMocks();
 });
 
-async function cacheOn(url: string, prefix: string): Promise<RedisCache> {
-  const cache = await RedisCache.create({ prefix, redis: { url } });
+async function cacheOn(
+  url: string,
+  prefix: string,
+  options: BaseCacheOptions = {},
+): Promise<RedisCache> {
+  const cache = await RedisCache.create({ ...options, prefix, redis: { url } });
   // Leaves nothing behind, even in a Redis given by REDIS_URL.
   opened.push({ close: () => cache.clear().finally(() => cache.close()) });
   return cache;
@@ -182,6 +187,133 @@ describe('RedisCache on a Redis (REDIS_URL, or a private redis-server)', () => {
     expect(await cache.get('corrupt')).toBeUndefined();
 
     await eventually(async () => (await raw.exists(`${prefix}:corrupt`)) === 0);
+  });
+
+  it('reads bytes in the 0.1 format (the serializer output alone, first byte 0x01) as a miss, never an error', async () => {
+    const prefix = namespace();
+    const cache = await cacheOn(redis.url, prefix);
+    const raw = rawClient(redis.url);
+    const warn = vi.spyOn(Logger.prototype, 'warn').mockImplementation(() => {});
+    const old = cache.serializer.serialize({ from: '0.1' });
+    expect(old[0]).toBe(0x01);
+    for (const key of ['k', 'h', 't', 'm', 'g']) await raw.set(`${prefix}:${key}`, old);
+
+    expect(await cache.get('k')).toBeUndefined();
+    expect(await cache.has('h')).toBe(false);
+    expect(await cache.ttl('t')).toBeUndefined();
+    expect(await cache.getMany(['m'])).toEqual([undefined]);
+    expect(warn).toHaveBeenCalledWith(expect.stringContaining('not an entry of this format'));
+    await eventually(async () => (await raw.exists(`${prefix}:k`)) === 0);
+
+    expect(await cache.getOrSet('g', () => ({ from: 'now' }))).toEqual({ from: 'now' });
+    await eventually(async () => (await raw.getBuffer(`${prefix}:g`))?.[0] === 0xc7);
+    expect(await cache.get('g')).toEqual({ from: 'now' });
+    expect(cache.stats.errors).toBe(0);
+  });
+
+  it('tag records expire: each lives at most as long as the entries tagged with it (ttl plus stale window), never persistent', async () => {
+    const prefix = namespace();
+    const cache = await cacheOn(redis.url, prefix);
+    const raw = rawClient(redis.url);
+    const record = (tag: string) => `${prefix}%t:${tag}`;
+
+    await cache.set('a', 1, { ttl: 30, tags: ['t1', 't2'] });
+    await cache.getOrSet('b', () => 2, { ttl: 20, staleWhileRevalidate: 10, tags: ['t3'] });
+    await cache.setMany([
+      { key: 'c', value: 3, ttl: 5, staleIfError: 5, tags: ['t4'] },
+      { key: 'd', value: 4, ttl: 2, tags: ['t5'] },
+    ]);
+    await eventually(async () => (await raw.exists(record('t3'))) === 1);
+
+    const bounds: Record<string, number> = {
+      t1: 30_000,
+      t2: 30_000,
+      t3: 30_000,
+      // setMany touches the tags of its entries together, until the last of them ends.
+      t4: 10_000,
+      t5: 10_000,
+    };
+    for (const [tag, most] of Object.entries(bounds)) {
+      expect(await raw.type(record(tag)), tag).toBe('string');
+      const pttl = await raw.pttl(record(tag));
+      expect(pttl, tag).toBeGreaterThan(0);
+      expect(pttl, tag).toBeLessThanOrEqual(most);
+    }
+
+    // A shorter-lived entry never shortens a record; an invalidation keeps its expiry.
+    await cache.set('e', 5, { ttl: 1, tags: ['t1'] });
+    expect(await raw.pttl(record('t1'))).toBeGreaterThan(20_000);
+    await cache.invalidateTags(['t1']);
+    const afterInvalidation = await raw.pttl(record('t1'));
+    expect(afterInvalidation).toBeGreaterThan(20_000);
+    expect(afterInvalidation).toBeLessThanOrEqual(30_000);
+    expect(await cache.getMany(['a', 'e', 'b'])).toEqual([undefined, undefined, 2]);
+  });
+
+  it('a never-expiring entry makes its tag record persistent, and an expiring one never takes that back', async () => {
+    const prefix = namespace();
+    const cache = await cacheOn(redis.url, prefix);
+    const raw = rawClient(redis.url);
+    const record = `${prefix}%t:forever`;
+
+    await cache.set('a', 1, { ttl: 30, tags: ['forever'] });
+    expect(await raw.pttl(record)).toBeGreaterThan(0);
+    await cache.set('b', 2, { ttl: null, tags: ['forever'] });
+    expect(await raw.pttl(record)).toBe(-1);
+    await cache.set('c', 3, { ttl: 30, tags: ['forever'] });
+    expect(await raw.pttl(record)).toBe(-1);
+
+    await cache.invalidateTags(['forever']);
+    expect(await raw.pttl(record)).toBe(-1);
+    expect(await cache.getMany(['a', 'b', 'c'])).toEqual([undefined, undefined, undefined]);
+  });
+
+  it('an invalidation by one process reaches the entries another process wrote', async () => {
+    const prefix = namespace();
+    const time = { now: 1_700_000_000_000 };
+    const clock = { now: () => time.now };
+    const writer = await cacheOn(redis.url, prefix, { clock });
+    const invalidator = await cacheOn(redis.url, prefix, { clock });
+
+    await writer.set('a', 1, { tags: ['t'] });
+    await writer.set('b', 2, { tags: ['other'] });
+    await invalidator.invalidateTags(['t']);
+
+    expect(await writer.get('a')).toBeUndefined();
+    expect(await writer.get('b')).toBe(2);
+    time.now += 1; // processes order their writes and invalidations by the millisecond
+    await writer.set('a', 'again', { tags: ['t'] });
+    expect(await invalidator.get('a')).toBe('again');
+  });
+
+  it('counters are Redis integers (INCRBY): increments from two processes at once all count', async () => {
+    const prefix = namespace();
+    const one = await cacheOn(redis.url, prefix);
+    const two = await cacheOn(redis.url, prefix);
+    const raw = rawClient(redis.url);
+
+    await Promise.all(
+      Array.from({ length: 200 }, (_, i) => (i % 2 ? one : two).increment('hits', 1, 60)),
+    );
+
+    expect(await raw.get(`${prefix}:hits`)).toBe('200');
+    expect(await one.get('hits')).toBe(200);
+    const pttl = await raw.pttl(`${prefix}:hits`);
+    expect(pttl).toBeGreaterThan(0);
+    expect(pttl).toBeLessThanOrEqual(60_000);
+  });
+
+  it('deleteByPattern walks more keys than one SCAN batch, and deletes only the matching ones', async () => {
+    const prefix = namespace();
+    const cache = await cacheOn(redis.url, prefix);
+    const raw = rawClient(redis.url);
+    await cache.setMany(Array.from({ length: 2_500 }, (_, i) => ({ key: `k:${i}`, value: i })));
+    await cache.setMany(Array.from({ length: 10 }, (_, i) => ({ key: `kept:${i}`, value: i })));
+
+    expect(await cache.deleteByPattern('k:*')).toBe(2_500);
+
+    expect(await keysUnder(raw, `${prefix}:k:*`)).toEqual([]);
+    expect((await keysUnder(raw, `${prefix}:kept:*`)).length).toBe(10);
   });
 
   it('uses a client you pass without changing its options, and close() leaves it open and working', async () => {

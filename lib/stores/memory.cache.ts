@@ -63,6 +63,14 @@ export class MemoryDriver implements CacheDriver {
     });
   }
 
+  /**
+   * How many tag records the driver holds right now, expired ones not yet pruned included. Read
+   * only; for tests of their bound (see prune()).
+   */
+  get tagRecords(): number {
+    return this.tags.size;
+  }
+
   get(key: string): Buffer | undefined {
     return this.lru.get(key) ?? (this.tags.size === 0 ? undefined : this.liveTag(key)?.bytes);
   }
