@@ -906,24 +906,23 @@ export abstract class BaseCache {
     return stored;
   }
 
-  private async touchTags(tags: readonly string[], expiresAt: number | null): Promise<boolean> {
+  /** Makes the tag records live as long as an entry kept until `expiresAt`; false when that failed. */
+  private touchTags(tags: readonly string[], expiresAt: number | null): Promise<boolean> {
     const keys = tags.map((tag) => this.tagKey(tag));
-    let touched = true;
-    await this.attempt('set', undefined, async () => {
-      touched = false;
-      if (this.driver.touchTags) await this.driver.touchTags(keys, expiresAt);
-      else {
-        await Promise.all(
+    return this.attempt('set', false, () => {
+      if (!this.driver.touchTags) {
+        return Promise.all(
           keys.map((key) =>
             this.serially(key, () =>
               touchTagsWith(this.driver, [key], expiresAt, this.clock.now()),
             ),
           ),
-        );
+        ).then(() => true);
       }
-      touched = true;
+      // Synchronous on memory: no deadline needed (see attempt()).
+      const touched = this.driver.touchTags(keys, expiresAt);
+      return isPending(touched) ? Promise.resolve(touched).then(() => true) : true;
     });
-    return touched && !this.failures.isOpen();
   }
 
   private driverEntry(

@@ -99,13 +99,13 @@ export const messages = {
     `Invalid deleteByPattern() pattern ${describe(pattern)}: it ${problem}. A pattern is a glob matched against your keys: * any run of characters, ? one character, [abc] or [a-z] one of a set, [^abc] one not in it, \\ escapes the next character; e.g. 'user:*'.`,
 
   invalidTags: (operation: string, tags: unknown) =>
-    `Invalid tags in ${operation}(): ${describe(tags)}. Tags are an array of non-empty strings, e.g. ['user:42', 'products'].`,
+    `Invalid option "tags" of ${operation}(): ${describe(tags)}. Tags are an array of non-empty strings, e.g. ['user:42', 'products'].`,
 
   invalidTag: (operation: string, tag: unknown) =>
-    `Invalid tag in ${operation}(): ${describe(tag)}. A tag is a non-empty string (of at most 65535 UTF-8 bytes, without lone surrogates), e.g. 'user:42'.`,
+    `Invalid tag in option "tags" of ${operation}(): ${describe(tag)}. A tag is a non-empty string (of at most 65535 UTF-8 bytes, without lone surrogates), e.g. 'user:42'.`,
 
   tooManyTags: (operation: string, count: number) =>
-    `Too many tags in ${operation}(): ${count}. An entry carries at most 64 tags; tag by what invalidates it (an owner, a collection), not by every attribute.`,
+    `Too many tags in option "tags" of ${operation}(): ${count}. An entry carries at most 64 tags; tag by what invalidates it (an owner, a collection), not by every attribute.`,
 
   invalidIncrement: (key: string, by: unknown) =>
     `Invalid "by" for counter "${key}": ${describe(by)}. Use a whole number (a safe integer), e.g. increment('${key}', 5).`,
