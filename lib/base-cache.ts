@@ -168,6 +168,9 @@ interface Policy {
 }
 
 const MISS = Symbol('nest-cache:miss');
+/** A read that failed (or that the open breaker skipped): a miss, which a tag check must tell apart from a missing record. */
+const FAILED = Symbol('nest-cache:failed');
+type ReadBytes = Uint8Array | null | undefined | typeof FAILED;
 type Read = Entry | typeof MISS;
 
 /**
@@ -219,7 +222,7 @@ export abstract class BaseCache {
   private readonly flightScopes = new Map<string, Flights<unknown>>();
   private readonly valueFlights: Flights<Buffer>;
   /** Backend reads in flight, by full key; see readBytes(). */
-  private readonly readsInFlight = new Map<string, Promise<Uint8Array | null | undefined>>();
+  private readonly readsInFlight = new Map<string, Promise<ReadBytes>>();
   /** The entries of backend reads in flight, decoded once for every [readShared] caller. */
   private readonly sharedReads = new Map<string, Promise<Found | undefined>>();
   /** The latest stamp() given: stamps of this process only ever grow. */
@@ -273,8 +276,10 @@ export abstract class BaseCache {
   /** The value stored under `key`, or undefined on a miss (a stored null is a hit). Stale entries are misses here. */
   async get<T = unknown>(key: string): Promise<T | undefined> {
     const full = this.keyFor(key, 'get');
-    const read = this.readEntry(full);
-    const entry = isPending(read) ? await read : read;
+    // Awaited only when pending: on memory, a hit costs no turn of the microtask queue.
+    const read = this.readBytes(full);
+    const opened = this.opened(full, isPending(read) ? await read : read);
+    const entry = isPending(opened) ? await opened : opened;
     if (entry === MISS || !this.isFresh(entry)) return this.tally(undefined, 'misses');
     const value = this.valueOf(full, entry);
     return value === MISS ? undefined : (this.tally(value, 'hits') as T);
@@ -479,11 +484,16 @@ export abstract class BaseCache {
     const at = this.stamp();
     const keys = valid.map((tag) => this.tagKey(tag));
     this.forget(keys);
+    // A record created now must outlive every write in progress that may carry the tag: the
+    // longest flight, then its write (given up after operationTimeout and a quarter).
+    const keepMs = this.getOrSetTimeoutMs + Math.ceil(this.operationTimeoutMs * 1.25);
     await this.attempt('invalidateTags', undefined, () =>
       this.driver.invalidateTags
-        ? this.driver.invalidateTags(keys, at)
+        ? this.driver.invalidateTags(keys, at, keepMs)
         : Promise.all(
-            keys.map((key) => this.serially(key, () => invalidateTagsWith(this.driver, [key], at))),
+            keys.map((key) =>
+              this.serially(key, () => invalidateTagsWith(this.driver, [key], at, keepMs)),
+            ),
           ),
     );
   }
@@ -561,8 +571,9 @@ export abstract class BaseCache {
     if (typeof factory !== 'function') {
       throw new TypeError(`getOrSet("${key}") needs a factory function as its second argument.`);
     }
-    const read = this.readEntry(full);
-    const entry = isPending(read) ? await read : read;
+    const read = this.readBytes(full);
+    const opened = this.opened(full, isPending(read) ? await read : read);
+    const entry = isPending(opened) ? await opened : opened;
     let fallback: Entry | undefined;
     if (entry !== MISS) {
       const now = this.clock.now();
@@ -743,8 +754,8 @@ export abstract class BaseCache {
   }
 
   /** Decodes what was read, and checks its tags. */
-  private opened(full: string, bytes: Uint8Array | null | undefined): MaybePromise<Read> {
-    if (bytes == null) return MISS;
+  private opened(full: string, bytes: ReadBytes): MaybePromise<Read> {
+    if (bytes == null || bytes === FAILED) return MISS;
     const entry = decodeEntry(bytes) ?? counterEntry(bytes);
     if (entry === undefined) {
       // Another program's bytes, or an older format: a miss, and removed.
@@ -767,6 +778,8 @@ export abstract class BaseCache {
       entry.tags.map(async (tag) => this.readBytes(this.tagKey(tag))),
     );
     return records.every((bytes) => {
+      // A record that could not be read may hold an invalidation: the entry is a miss.
+      if (bytes === FAILED) return false;
       const at = bytes == null ? undefined : decodeTagTime(bytes);
       return at === undefined || at < entry.storedAt;
     });
@@ -800,10 +813,10 @@ export abstract class BaseCache {
    * backend failed or the breaker is open. Not async, so that a backend answering synchronously
    * (memory) costs get() no extra turn of the microtask queue: get and getOrSet are the hot path.
    */
-  private readBytes(full: string): MaybePromise<Uint8Array | null | undefined> {
+  private readBytes(full: string): MaybePromise<ReadBytes> {
     if (this.failures.isOpen()) {
       this.stats.errors += 1;
-      return undefined;
+      return FAILED;
     }
     // Concurrent reads of one key share the backend call in flight (a hot key under load is read
     // once per round trip, not once per caller); each caller still decodes its own copy. The
@@ -821,7 +834,7 @@ export abstract class BaseCache {
       return read;
     }
     // Bounded, so that a read the backend never answers cannot hold everyone who joins it.
-    const shared: Promise<Uint8Array | null | undefined> = this.bounded('get', read).then(
+    const shared: Promise<ReadBytes> = this.bounded('get', read).then(
       (bytes) => {
         this.endRead(full, shared);
         return this.readSucceeded(bytes);
@@ -860,10 +873,10 @@ export abstract class BaseCache {
     return bytes;
   };
 
-  private readonly readFailed = (error: unknown): undefined => {
+  private readonly readFailed = (error: unknown): typeof FAILED => {
     this.stats.errors += 1;
     this.failures.failed('get', error);
-    return undefined;
+    return FAILED;
   };
 
   /** Counts what one caller got, and hands it on. */
@@ -896,7 +909,7 @@ export abstract class BaseCache {
       const touched = await this.touchTags(policy.tags, this.keptUntil(policy, storedAt));
       if (!touched) return false;
     }
-    if (lead?.invalidated) return false;
+    if (lead && !lead.mayStore) return false;
     const entry = this.driverEntry(key, full, bytes, policy, storedAt);
     this.forget([full]);
     const stored = await this.attempt('set', false, () =>

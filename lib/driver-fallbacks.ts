@@ -10,26 +10,24 @@ import { messages } from './messages.js';
  * method for that, as the Redis driver does).
  */
 
+/** The counter's new value; undefined when the driver dropped the write (a no-op driver, say). */
 export async function incrementWith(
   driver: CacheDriver,
   key: string,
   by: number,
   ttlMs: number | null,
-): Promise<number> {
+): Promise<number | undefined> {
   const bytes = await driver.get(key);
-  if (bytes == null) {
-    await driver.set(key, encodeCounter(by), ttlMs);
-    return by;
-  }
+  if (bytes == null) return (await driver.set(key, encodeCounter(by), ttlMs)) ? by : undefined;
   const current = decodeCounter(bytes);
   if (current === undefined) throw new NotACounterError(messages.notACounter(key));
   const remaining = await driver.ttl(key);
-  await driver.set(
+  const stored = await driver.set(
     key,
     encodeCounter(current + by),
     remaining == null ? null : Math.max(1, remaining),
   );
-  return current + by;
+  return stored ? current + by : undefined;
 }
 
 export async function touchTagsWith(
@@ -53,11 +51,11 @@ export async function invalidateTagsWith(
   driver: CacheDriver,
   keys: string[],
   at: number,
+  keepMs: number,
 ): Promise<void> {
   for (const key of keys) {
     const remaining = await driver.ttl(key);
-    if (remaining !== undefined) {
-      await driver.set(key, encodeCounter(at), remaining === null ? null : Math.max(1, remaining));
-    }
+    const ttlMs = remaining === null ? null : Math.max(keepMs, remaining ?? 0);
+    await driver.set(key, encodeCounter(at), ttlMs);
   }
 }

@@ -63,8 +63,12 @@ export interface CacheDriver {
    * the epoch; null: forever) at least, atomically per record.
    */
   touchTags?(keys: string[], expiresAt: number | null): MaybePromise<void>;
-  /** Sets each tag record that exists to `at` (decimal ms), keeping its expiry; atomically per record. */
-  invalidateTags?(keys: string[], at: number): MaybePromise<void>;
+  /**
+   * Sets each tag record to `at` (ms since the epoch, as String() writes it: it may have a
+   * fraction), atomically per record: a record keeps its expiry, pushed to `keepMs` from now at
+   * least; a missing one is created to live `keepMs` (writes in progress may still carry the tag).
+   */
+  invalidateTags?(keys: string[], at: number, keepMs: number): MaybePromise<void>;
   /** Deletes every key that starts with one of `prefixes`, natively (an LRU of its own: clear it). */
   clear?(prefixes: string[], step: Step): MaybePromise<void>;
 }

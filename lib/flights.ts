@@ -25,15 +25,19 @@ export interface Flight<V> {
 
 /** The leader's handle on its flight. */
 export interface Lead<V> extends Flight<V> {
+  /** The key the flight produces. */
+  readonly key: string;
   /** When the flight started, by the clock of its Flights: what its result is dated with. */
   readonly startedAt: number;
   /** The tags of what the flight produces: invalidateTags() of one of them invalidates it. */
   readonly tags: readonly string[];
   /**
-   * Whether the key (or one of the tags) was invalidated after the flight started: its result
-   * must not be stored, since it may predate the invalidation. New callers no longer join it.
+   * Whether what the flight produces may still be stored: false once its key (or one of its tags)
+   * was invalidated after it started, since its result may predate the invalidation (new callers
+   * no longer join it), and false once its deadline passed (a result that late is not stored: an
+   * invalidation meanwhile could not have reached it, and a newer flight may have stored since).
    */
-  readonly invalidated: boolean;
+  readonly mayStore: boolean;
   /** Hands the outcome to everyone waiting, now. Later calls, and calls after the deadline, do nothing. */
   land(landing: Landing<V>): void;
   /**
@@ -56,15 +60,17 @@ const EMPTY: Landing<never> = { kind: 'empty' };
  */
 export class Flights<V> {
   private readonly inFlight = new Map<string, Lead<V>>();
+  /** Runs nobody follows (see detached()), kept only so that invalidations reach them. */
+  private readonly unfollowed = new Set<Lead<V>>();
 
   constructor(
     readonly boundMs: number,
     private readonly clock: Clock = systemClock,
   ) {}
 
-  /** How many flights are in progress (0 once the load stops and the bound has passed). */
+  /** How many flights (and detached runs) are in progress (0 once the load stops and the bound has passed). */
   get size(): number {
-    return this.inFlight.size;
+    return this.inFlight.size + this.unfollowed.size;
   }
 
   /** The flight of `key` in progress, to follow; undefined when there is none. */
@@ -78,16 +84,34 @@ export class Flights<V> {
    */
   lead(key: string, tags: readonly string[] = NO_TAGS): Lead<V> | undefined {
     if (this.inFlight.has(key)) return undefined;
+    const lead = this.start(key, tags, true);
+    this.inFlight.set(key, lead);
+    return lead;
+  }
+
+  /**
+   * A run of `key` that nobody follows (one flight of the key is in progress already): what it
+   * produces is stored under the same rules as a flight's (see Lead.mayStore), so invalidations
+   * reach it and it ends at the same deadline.
+   */
+  detached(key: string, tags: readonly string[] = NO_TAGS): Lead<V> {
+    const lead = this.start(key, tags, false);
+    this.unfollowed.add(lead);
+    return lead;
+  }
+
+  private start(key: string, tags: readonly string[], followed: boolean): Lead<V> {
     const started = this.clock.now();
     let settle!: (landing: Landing<V>) => void;
     let landed = false;
     let ended = false;
     const landing = new Promise<Landing<V>>((resolve) => (settle = resolve));
-    const lead: Lead<V> & { invalidated: boolean } = {
+    const lead: Lead<V> & { mayStore: boolean } = {
       landing,
+      key,
       startedAt: started,
       tags,
-      invalidated: false,
+      mayStore: true,
       land: (outcome) => {
         if (landed) return;
         landed = true;
@@ -98,16 +122,17 @@ export class Flights<V> {
         ended = true;
         clearTimeout(deadline);
         lead.land(EMPTY); // a flight ended without landing has nothing to share
-        if (this.inFlight.get(key) === lead) this.inFlight.delete(key);
+        if (!followed) this.unfollowed.delete(lead);
+        else if (this.inFlight.get(key) === lead) this.inFlight.delete(key);
       },
     };
     const deadline = setTimeout(() => {
+      lead.mayStore = false;
       lead.land({ kind: 'timeout', waitedMs: Math.round(this.clock.now() - started) });
       lead.end();
     }, this.boundMs);
     // A flight never keeps the process alive: at shutdown nobody waits for it any more.
     deadline.unref();
-    this.inFlight.set(key, lead);
     return lead;
   }
 
@@ -116,11 +141,15 @@ export class Flights<V> {
    * detaches them: the next caller of such a key starts a flight of its own.
    */
   invalidate(matches: (key: string, tags: readonly string[]) => boolean): void {
-    if (this.inFlight.size === 0) return;
     for (const [key, lead] of this.inFlight) {
       if (!matches(key, lead.tags)) continue;
-      (lead as { invalidated: boolean }).invalidated = true;
+      (lead as { mayStore: boolean }).mayStore = false;
       this.inFlight.delete(key);
+    }
+    for (const lead of this.unfollowed) {
+      if (matches(lead.key, lead.tags)) {
+        (lead as { mayStore: boolean }).mayStore = false;
+      }
     }
   }
 }

@@ -67,7 +67,7 @@ export const messages = {
     `The identify function of @CachePerUser() on GET ${path} threw (${reason}); the request was served without the cache. Fix the function given to @CachePerUser(). Later errors of this route are not reported.`,
 
   malformedResponseEntry: (path: string) =>
-    `The cached entry of GET ${path} is not a response entry CacheInterceptor can replay (another program, or another version, wrote it under this key); it was treated as a miss and deleted. Later ones of this route are not reported.`,
+    `The cached entry of GET ${path} is not a response entry CacheInterceptor can replay (another program, or another version, wrote it under this key); it was treated as a miss, and the next response stored replaces it. Later ones of this route are not reported.`,
 
   replayedAsValues: (path: string) =>
     `The bytes sent for GET ${path} are not what its handler returned serializes to: something after the handler changed them (a json replacer, a serialization or onSend hook, compression), and replaying them would skip or repeat that step. The route stores the handler's value instead, and every HIT goes through the framework's send again. Later ones of this route are not reported.`,
@@ -157,6 +157,16 @@ export const messages = {
 
   tagsFailed: (path: string, reason: string) =>
     `The @CacheTags() builder of GET ${path} failed (${reason}); the request was served without the cache. Make it return an array of non-empty strings. Later errors of this route are not reported.`,
+
+  cacheableKeyShared: (method: string, first: string, second: string, sameClass: boolean) =>
+    `@Cacheable ${method}: two providers, ${first} and ${second}, would share its default key \`${method}(...)\`, so each would return the other's cached results. ` +
+    (sameClass
+      ? `Provide them under tokens with distinct names (e.g. { provide: 'GITHUB', useFactory: () => new ApiClient(githubUrl) } and { provide: 'GITLAB', ... }): the token's name (a symbol's description) starts the default key.`
+      : `Give each class's @Cacheable a key of its own ({ key: (...args) => \`github:\${args[0]}\` }), or provide them under tokens with distinct names (e.g. { provide: 'GITHUB', useClass: ApiClient }): the token's name starts the default key.`),
+
+  evictStepFailed: (method: string, step: 'keys' | 'tags' | 'all', reason: string) =>
+    `@CacheEvict on ${method} could not ${step === 'keys' ? 'delete its keys' : step === 'tags' ? 'invalidate its tags' : 'clear the cache'} (${reason}); the call itself succeeded, and its other evictions, if any, still ran.` +
+    (step === 'all' ? '' : ` Fix the ${step} function of @CacheEvict.`),
 } as const;
 
 /** The error's message only: never its stack of arguments, so no value or password is logged. */

@@ -195,6 +195,42 @@ describe('a backend that never answers', () => {
   });
 });
 
+describe('a factory that settles after its flight ran out of time', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it('its value is not stored: a delete after the deadline, which no flight could mark, still holds', async () => {
+    const cache = new MemoryCache({ getOrSetTimeout: `${GET_OR_SET_TIMEOUT_MS}ms` });
+    await cache.set('k', 'old');
+    await cache.delete('k');
+    let release!: (value: string) => void;
+    const call = cache.getOrSet('k', () => new Promise<string>((r) => (release = r)));
+    const outcome = call.catch((error: unknown) => error);
+
+    await vi.advanceTimersByTimeAsync(GET_OR_SET_TIMEOUT_MS);
+    expect(await outcome).toBeInstanceOf(FactoryTimeoutError);
+    await cache.delete('k'); // the data changed meanwhile: nothing in flight to mark any more
+    release('stale');
+    await vi.advanceTimersByTimeAsync(0);
+
+    expect(await cache.get('k')).toBeUndefined();
+  });
+
+  it('nor does it overwrite what a newer flight stored', async () => {
+    const cache = new MemoryCache({ getOrSetTimeout: `${GET_OR_SET_TIMEOUT_MS}ms` });
+    let release!: (value: string) => void;
+    const first = cache.getOrSet('k', () => new Promise<string>((r) => (release = r)));
+    void first.catch(() => {});
+
+    await vi.advanceTimersByTimeAsync(GET_OR_SET_TIMEOUT_MS);
+    expect(await cache.getOrSet('k', () => 'newer')).toBe('newer');
+    release('older');
+    await vi.advanceTimersByTimeAsync(0);
+
+    expect(await cache.get('k')).toBe('newer');
+  });
+});
+
 describe('a factory that never settles', () => {
   beforeEach(() => vi.useFakeTimers());
   afterEach(() => vi.useRealTimers());

@@ -3,6 +3,7 @@ import {
   Injectable,
   type INestApplication,
   Logger,
+  Module,
   type OnApplicationBootstrap,
   Scope,
 } from '@nestjs/common';
@@ -14,10 +15,13 @@ import {
   CacheEvict,
   CacheModule,
   Cacheable,
+  getCacheToken,
   InjectCache,
   InvalidKeyError,
+  InvalidTagError,
   invalidateCacheable,
   UnkeyableArgumentError,
+  UnserializableValueError,
 } from '../lib/index.js';
 import { freePort, usePrivateRedis } from './support/redis-server.js';
 
@@ -549,6 +553,8 @@ describe('@Cacheable on a provider method', () => {
     expect(await service.find(1)).toEqual({ run: 1 });
     expect(await service.find(1)).toEqual({ run: 1 });
     expect(service.runs).toBe(1);
+    // Keyed by the class (the provider whose token it is), not by the alias.
+    expect(await app.get(BaseCache).has('Reports.find(1)')).toBe(true);
   });
 });
 
@@ -608,6 +614,27 @@ class Catalog {
     },
   })
   async brokenBuilder(): Promise<string> {
+    return 'done';
+  }
+
+  @CacheEvict({
+    keys: () => {
+      throw new Error('bad builder');
+    },
+    tags: ['x'],
+    all: true,
+  })
+  async brokenKeysThenTags(): Promise<string> {
+    return 'done';
+  }
+
+  @CacheEvict({
+    tags: () => {
+      throw new Error('bad tags');
+    },
+    all: true,
+  })
+  async brokenTagsThenAll(): Promise<string> {
     return 'done';
   }
 }
@@ -686,6 +713,46 @@ describe('@CacheEvict on a provider method', () => {
     expect(await service.brokenBuilder()).toBe('done');
   });
 
+  const logged = async (run: () => Promise<unknown>): Promise<string[]> => {
+    const errors: string[] = [];
+    const spy = vi.spyOn(Logger.prototype, 'error').mockImplementation((message: unknown) => {
+      errors.push(String(message));
+    });
+    try {
+      await run();
+    } finally {
+      spy.mockRestore();
+    }
+    return errors;
+  };
+
+  it('a keys builder that throws still lets the tags be invalidated and the cache be cleared', async () => {
+    const { service, cache } = await catalog();
+    await service.item(1);
+    await cache.set('other', 1);
+    const errors = await logged(async () => {
+      expect(await service.brokenKeysThenTags()).toBe('done');
+    });
+    expect(await service.item(1)).toBe('item 1 #2'); // its tag 'x' was invalidated
+    expect(await cache.has('other')).toBe(false); // all: true cleared it
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/Catalog\.brokenKeysThenTags/);
+    expect(errors[0]).toMatch(/keys/);
+    expect(errors[0]).toMatch(/bad builder/);
+  });
+
+  it('a tags builder that throws still lets the cache be cleared, and is logged on its own', async () => {
+    const { service, cache } = await catalog();
+    await cache.set('other', 1);
+    const errors = await logged(async () => {
+      expect(await service.brokenTagsThenAll()).toBe('done');
+    });
+    expect(await cache.has('other')).toBe(false);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/tags/);
+    expect(errors[0]).toMatch(/bad tags/);
+  });
+
   it("cache: 'sessions' evicts from the named cache only", async () => {
     @Injectable()
     class Sessions {
@@ -723,9 +790,271 @@ describe('@CacheEvict on a provider method', () => {
     await app.close();
   });
 
+  it.each([
+    ['the cached one registered first', ['a', 'b']],
+    ['the evicting one registered first', ['b', 'a']],
+  ])(
+    '@Cacheable and @CacheEvict on one method, on two caches (%s): the eviction runs after every call, hits too',
+    async (_order, names) => {
+      @Injectable()
+      class Both {
+        runs = 0;
+        @Cacheable({ cache: 'a', key: 'both' })
+        @CacheEvict({ cache: 'b', keys: ['x'] })
+        async load(): Promise<number> {
+          this.runs += 1;
+          return 1;
+        }
+      }
+      const app = await start(
+        [Both],
+        names.map((name) => CacheModule.forRoot({ name })),
+      );
+      const service = app.get(Both);
+      const b = app.get<BaseCache>(getCacheToken('b') as string);
+      expect(await service.load()).toBe(1);
+      await b.set('x', 1);
+      expect(await service.load()).toBe(1); // a hit
+      expect(service.runs).toBe(1);
+      expect(await b.has('x')).toBe(false);
+      expect(await invalidateCacheable(service.load)).toBe(true);
+    },
+  );
+
   it('@CacheEvict({}) with nothing to evict throws CacheConfigError at decoration', () => {
     expect(() => CacheEvict({})).toThrow(CacheConfigError);
     expect(() => CacheEvict({ all: false })).toThrow(/needs something to evict/);
+  });
+});
+
+/** A class named ApiClient, a new one at each call (two same-named classes of two modules). */
+function apiClientClass() {
+  @Injectable()
+  class ApiClient {
+    runs = 0;
+    constructor(readonly base: string = 'https://default') {}
+    @Cacheable()
+    async get(path: string): Promise<string> {
+      this.runs += 1;
+      return `${this.base}${path}`;
+    }
+  }
+  return ApiClient;
+}
+
+describe('@Cacheable default keys of providers sharing a class', () => {
+  const ApiClient = apiClientClass();
+  const GITHUB = { provide: 'GITHUB', useFactory: () => new ApiClient('https://github') };
+  const GITLAB = { provide: 'GITLAB', useFactory: () => new ApiClient('https://gitlab') };
+
+  it('two providers of one class under string tokens each get their own entries', async () => {
+    const app = await start([GITHUB, GITLAB]);
+    const github = app.get<InstanceType<typeof ApiClient>>('GITHUB');
+    const gitlab = app.get<InstanceType<typeof ApiClient>>('GITLAB');
+    expect(await github.get('/user')).toBe('https://github/user');
+    expect(await gitlab.get('/user')).toBe('https://gitlab/user');
+    expect(await github.get('/user')).toBe('https://github/user');
+    expect(await gitlab.get('/user')).toBe('https://gitlab/user');
+    expect([github.runs, gitlab.runs]).toEqual([1, 1]);
+    // The token is the default key's prefix.
+    const cache = app.get(BaseCache);
+    expect(await cache.get('GITHUB.get("/user")')).toBe('https://github/user');
+    expect(await cache.get('GITLAB.get("/user")')).toBe('https://gitlab/user');
+  });
+
+  it('a symbol token: its description is the prefix', async () => {
+    const token = Symbol('GITHUB');
+    const app = await start([
+      { provide: token, useFactory: () => new ApiClient('https://github') },
+      GITLAB,
+    ]);
+    const github = app.get<InstanceType<typeof ApiClient>>(token);
+    const gitlab = app.get<InstanceType<typeof ApiClient>>('GITLAB');
+    expect(await github.get('/user')).toBe('https://github/user');
+    expect(await gitlab.get('/user')).toBe('https://gitlab/user');
+    expect(await app.get(BaseCache).get('GITHUB.get("/user")')).toBe('https://github/user');
+  });
+
+  it('invalidateCacheable deletes the entry of that provider only', async () => {
+    const app = await start([GITHUB, GITLAB]);
+    const github = app.get<InstanceType<typeof ApiClient>>('GITHUB');
+    const gitlab = app.get<InstanceType<typeof ApiClient>>('GITLAB');
+    await github.get('/user');
+    await gitlab.get('/user');
+    expect(await invalidateCacheable(github.get, '/user')).toBe(true);
+    await github.get('/user');
+    await gitlab.get('/user');
+    expect([github.runs, gitlab.runs]).toEqual([2, 1]);
+  });
+
+  it('a class provider keeps the class name as the prefix', async () => {
+    const { service, cache } = await reports();
+    await service.find(1);
+    expect(await cache.has('Reports.find(1)')).toBe(true);
+  });
+
+  async function initError(imports: unknown[], providers: unknown[] = []): Promise<unknown> {
+    const moduleRef = await Test.createTestingModule({
+      imports: [CacheModule.forRoot({}), ...imports],
+      providers,
+    } as never).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    apps.push(app);
+    return app.init().then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+  }
+
+  it('two same-named classes of two modules fail app.init() with CacheConfigError naming both', async () => {
+    const First = apiClientClass();
+    const Second = apiClientClass();
+    @Module({ providers: [{ provide: First, useFactory: () => new First('https://github') }] })
+    class GithubModule {}
+    @Module({ providers: [{ provide: Second, useFactory: () => new Second('https://gitlab') }] })
+    class GitlabModule {}
+    const error = await initError([GithubModule, GitlabModule]);
+    expect(error).toBeInstanceOf(CacheConfigError);
+    const message = (error as Error).message;
+    expect(message).toMatch(/ApiClient\.get/);
+    expect(message).toMatch(/GithubModule/);
+    expect(message).toMatch(/GitlabModule/);
+    expect(message).toMatch(/key/);
+    expect(message).toMatch(/tokens with distinct names/);
+  });
+
+  it('two symbol tokens with one description fail app.init() with CacheConfigError', async () => {
+    const error = await initError(
+      [],
+      [
+        { provide: Symbol('API'), useFactory: () => new ApiClient('https://github') },
+        { provide: Symbol('API'), useFactory: () => new ApiClient('https://gitlab') },
+      ],
+    );
+    expect(error).toBeInstanceOf(CacheConfigError);
+    expect((error as Error).message).toMatch(/API\.get/);
+    expect((error as Error).message).toMatch(/tokens with distinct names/);
+  });
+
+  it('same-named classes whose methods have a key option start (the key is theirs)', async () => {
+    const keyed = (prefix: string) => {
+      @Injectable()
+      class ApiClient {
+        @Cacheable({ key: (path: string) => `${prefix}:${path}` })
+        async get(path: string): Promise<string> {
+          return `${prefix}${path}`;
+        }
+      }
+      return ApiClient;
+    };
+    const First = keyed('gh');
+    const Second = keyed('gl');
+    @Module({ providers: [First] })
+    class GithubModule {}
+    @Module({ providers: [Second] })
+    class GitlabModule {}
+    expect(await initError([GithubModule, GitlabModule])).toBeUndefined();
+  });
+
+  it('two providers of one class on different caches do not collide (their entries live apart)', async () => {
+    const onCache = (cache: string | undefined) => {
+      @Injectable()
+      class ApiClient {
+        @Cacheable({ cache })
+        async get(path: string): Promise<string> {
+          return `${cache}${path}`;
+        }
+      }
+      return ApiClient;
+    };
+    @Module({ providers: [onCache(undefined)] })
+    class DefaultModule {}
+    @Module({ providers: [onCache('other')] })
+    class OtherModule {}
+    expect(
+      await initError([CacheModule.forRoot({ name: 'other' }), DefaultModule, OtherModule]),
+    ).toBeUndefined();
+  });
+});
+
+describe('@Cacheable when the cache cannot serve the call', () => {
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  @Injectable()
+  class SlowOrigin {
+    runs = 0;
+    @Cacheable()
+    async load(id: number): Promise<string> {
+      this.runs += 1;
+      await sleep(400);
+      return `loaded ${id}`;
+    }
+    @Cacheable()
+    async failSlowly(): Promise<string> {
+      this.runs += 1;
+      await sleep(400);
+      throw new Error('origin down');
+    }
+  }
+
+  const slow = async () => {
+    const app = await start([SlowOrigin], [CacheModule.forRoot({ getOrSetTimeout: '200ms' })]);
+    return app.get(SlowOrigin);
+  };
+
+  it('a method slower than getOrSetTimeout: the caller that ran it gets its result', async () => {
+    const service = await slow();
+    expect(await service.load(1)).toBe('loaded 1');
+    expect(service.runs).toBe(1);
+  });
+
+  it('a method slower than getOrSetTimeout: a caller waiting on it runs it itself', async () => {
+    const service = await slow();
+    const [leader, follower] = await Promise.all([service.load(1), service.load(1)]);
+    expect(leader).toBe('loaded 1');
+    expect(follower).toBe('loaded 1');
+    expect(service.runs).toBe(2);
+  });
+
+  it('a slow method that then fails rejects with its own error, not FactoryTimeoutError', async () => {
+    const service = await slow();
+    await expect(service.failSlowly()).rejects.toThrow('origin down');
+    expect(service.runs).toBe(1);
+  });
+
+  it('after cache.close() the method runs (uncached) instead of rejecting', async () => {
+    const { service, cache } = await reports();
+    expect(await service.find(1)).toEqual({ run: 1 });
+    await cache.close();
+    expect(await service.find(1)).toEqual({ run: 2 });
+    expect(await service.find(1)).toEqual({ run: 3 });
+  });
+
+  it('after cache.close() an unkeyable argument still rejects, without running the method', async () => {
+    const { service, cache } = await reports();
+    await cache.close();
+    await expect(service.find(() => 1)).rejects.toThrow(UnkeyableArgumentError);
+    expect(service.runs).toBe(0);
+  });
+
+  it('input errors still reject: a bad tag, a value the cache cannot store', async () => {
+    @Injectable()
+    class BadInput {
+      @Cacheable({ tags: [''] })
+      async badTag(): Promise<number> {
+        return 1;
+      }
+      @Cacheable()
+      async unstorable(): Promise<unknown> {
+        return new (class Row {
+          id = 1;
+        })();
+      }
+    }
+    const app = await start([BadInput]);
+    const service = app.get(BadInput);
+    await expect(service.badTag()).rejects.toThrow(InvalidTagError);
+    await expect(service.unstorable()).rejects.toThrow(UnserializableValueError);
   });
 });
 

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { pollUntil } from './http/support/http.js';
 import type { BaseCacheOptions } from '../lib/base-cache.js';
 import { CacheConfigError } from '../lib/errors.js';
 import { loadIoredis, RedisCache } from '../lib/stores/redis.cache.js';
@@ -284,6 +285,28 @@ describe('RedisCache on a Redis (REDIS_URL, or a private redis-server)', () => {
     time.now += 1; // processes order their writes and invalidations by the millisecond
     await writer.set('a', 'again', { tags: ['t'] });
     expect(await invalidator.get('a')).toBe('again');
+  });
+
+  it('an invalidation of a tag no entry carries yet reaches a write another process has in progress', async () => {
+    const prefix = namespace();
+    const time = { now: 1_700_000_000_000 };
+    const clock = { now: () => time.now };
+    const writer = await cacheOn(redis.url, prefix, { clock });
+    const invalidator = await cacheOn(redis.url, prefix, { clock });
+    let release!: (value: string) => void;
+    const loading = writer.getOrSet('profile:1', () => new Promise<string>((r) => (release = r)), {
+      tags: ['user:1'],
+    });
+    await pollUntil('the load started', async () => release !== undefined, 2_000, 5);
+
+    time.now += 5; // the user is updated while the old row is being loaded
+    await invalidator.invalidateTags(['user:1']);
+    release('old row');
+    expect(await loading).toBe('old row');
+    await pollUntil('the write landed', async () => writer.inFlight().flights === 0, 2_000, 5);
+
+    expect(await writer.get('profile:1')).toBeUndefined();
+    expect(await invalidator.get('profile:1')).toBeUndefined();
   });
 
   it('counters are Redis integers (INCRBY): increments from two processes at once all count', async () => {

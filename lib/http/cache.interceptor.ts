@@ -234,40 +234,44 @@ export class CacheInterceptor implements NestInterceptor {
           if (staleMs < policy.staleIfErrorMs) fallback = { entry: cached, body };
         }
         // Decoded, but not an entry this interceptor wrote (or one it can no longer read, or one
-        // that varies on a header this key lacks): a miss, and removed, like an undecodable entry.
-        else {
-          this.warnOnce(context, 'malformed', messages.malformedResponseEntry(pathOf(request)));
-          void this.cache.delete(key);
-        }
+        // that varies on a header this key lacks): a miss, which the next response stored
+        // replaces. Not deleted here: a delete would invalidate the flight a concurrent request
+        // leads, and every request sharing this read would run the handler.
+        else this.warnOnce(context, 'malformed', messages.malformedResponseEntry(pathOf(request)));
       }
     }
-    this.cache.count('misses');
     for (let followed = 0; !fresh && followed < MAX_FLIGHTS_FOLLOWED; followed += 1) {
       // A request whose client left (while it read, or followed) cannot lead: its response would
       // never finish, and the requests following it would wait for nothing.
       if (clientGone(response)) return this.passThrough(request, response, next);
       const lead = mayLead ? this.flights.lead(key, tags) : undefined;
-      if (lead) return this.run(context, key, vary, tags, next, lead, fallback);
+      if (lead) return this.run(context, key, vary, next, lead, fallback);
       const flight = this.flights.get(key);
       if (!flight) break;
       const landing = await flight.landing;
       if (landing.kind === 'value') {
         const body = this.bodyOf(context, landing.value, vary);
-        if (body !== NOT_REPLAYABLE) return this.hit(response, landing.value, body, 'HIT');
+        if (body !== NOT_REPLAYABLE) {
+          this.cache.count('hits');
+          return this.hit(response, landing.value, body, 'HIT');
+        }
       }
       // The leader's run failed with a server error or ran out of time: the stale entry answers
       // (staleIfError). After a response that may not be shared (a 4xx, say) this request runs
       // the handler itself, below.
       if (fallback && (landing.kind === 'error' || landing.kind === 'timeout')) {
+        this.cache.count('stale');
         return this.hit(response, fallback.entry, fallback.body, 'STALE');
       }
       // The leader's client left: lead the next flight, or follow it. After a response that may
       // not be shared, or a flight that ran out of time, this request runs the handler now.
       if (landing.kind !== 'empty') break;
     }
-    return mayLead && !clientGone(response)
-      ? this.run(context, key, vary, tags, next, undefined, fallback)
-      : this.passThrough(request, response, next);
+    if (!mayLead || clientGone(response)) return this.passThrough(request, response, next);
+    // A run nobody follows (a flight of the key is in progress) still goes through a lead of its
+    // own, so that its write is dated when it started and invalidations reach it.
+    const lead = this.flights.lead(key, tags) ?? this.flights.detached(key, tags);
+    return this.run(context, key, vary, next, lead, fallback);
   }
 
   private hit(
@@ -306,27 +310,37 @@ export class CacheInterceptor implements NestInterceptor {
       } else lead.land({ kind: 'unshareable' });
       lead.end();
     };
-    this.handled(request, next).subscribe({
-      next: (v) => (value = v),
-      complete: () => {
-        let entry: CachedResponse | undefined;
-        const body = this.refreshedBody(value);
-        if (body !== undefined) {
-          // The ETag described the stale bytes; Express computes one for the new body on a HIT.
-          const { etag: _etag, ...headers } = stale.headers;
-          entry = { ...stale, headers, body, storedAt: this.cache.clock.now() };
-        }
-        void end(entry);
-      },
-      error: (error: unknown) => {
-        this.warnOnce(
-          context,
-          'refresh',
-          messages.refreshFailed(`GET ${pathOf(request as any)}`, reasonOf(error)),
-        );
-        void end(undefined);
-      },
+    const run = () =>
+      this.handled(request, next).subscribe({
+        next: (v) => (value = v),
+        complete: () => {
+          let entry: CachedResponse | undefined;
+          const body = this.refreshedBody(value);
+          if (body !== undefined) {
+            // The ETag described the stale bytes; Express computes one for the new body on a HIT.
+            const { etag: _etag, ...headers } = stale.headers;
+            entry = { ...stale, headers, body, storedAt: this.cache.clock.now() };
+          }
+          void end(entry);
+        },
+        error: (error: unknown) => {
+          this.warnOnce(
+            context,
+            'refresh',
+            messages.refreshFailed(`GET ${pathOf(request as any)}`, reasonOf(error)),
+          );
+          void end(undefined);
+        },
+      });
+    // Started once this request's stale response is on its way, so that nothing the run does to
+    // the response (a passthrough header, a cookie) reaches it; stopped at the flight's deadline.
+    const timer = setImmediate(() => {
+      const subscription = run();
+      void lead.landing.then((landing) => {
+        if (landing.kind === 'timeout') subscription.unsubscribe();
+      });
     });
+    void lead.landing.then(() => clearImmediate(timer));
   }
 
   /**
@@ -546,6 +560,7 @@ export class CacheInterceptor implements NestInterceptor {
 
   /** A MISS that neither leads nor stores: the handler answers this request only. */
   private passThrough(request: object, response: unknown, next: CallHandler): Observable<unknown> {
+    this.cache.count('misses');
     this.mark(response, 'MISS');
     return this.handled(request, next);
   }
@@ -561,14 +576,14 @@ export class CacheInterceptor implements NestInterceptor {
     context: ExecutionContext,
     key: string,
     vary: readonly string[],
-    tags: readonly string[],
     next: CallHandler,
-    lead: Lead<CachedResponse> | undefined,
+    lead: Lead<CachedResponse>,
     fallback: Fallback | undefined,
   ): Observable<unknown> {
     const http = context.switchToHttp();
     const request = http.getRequest();
     const response = http.getResponse();
+    this.cache.count('misses');
     this.mark(response, 'MISS');
     const replayAs = this.replayAs(context);
     const raw = rawOf(response);
@@ -583,13 +598,13 @@ export class CacheInterceptor implements NestInterceptor {
       raw.off('finish', onFinish).off('close', onClose);
       sentBody?.restore();
       // The waiting requests replay it now, without waiting for the write.
-      if (entry) lead?.land({ kind: 'value', value: entry });
+      if (entry) lead.land({ kind: 'value', value: entry });
       // A server error: waiting requests that have a stale entry answer with it (staleIfError).
-      else if (failure !== undefined) lead?.land({ kind: 'error', error: failure });
+      else if (failure !== undefined) lead.land({ kind: 'error', error: failure });
       // A 304 answers this request's If-None-Match only: a follower may lead the next run.
-      else lead?.land({ kind: sent && response.statusCode !== 304 ? 'unshareable' : 'empty' });
-      if (entry) await this.write(context, key, entry, lead ?? tags);
-      lead?.end();
+      else lead.land({ kind: sent && response.statusCode !== 304 ? 'unshareable' : 'empty' });
+      if (entry) await this.write(context, key, entry, lead);
+      lead.end();
     };
     let body: CachedBody | typeof AS_SENT | undefined;
     // Headers set before the handler (middleware, hooks) are set again on every request: see storedHeaders.
@@ -720,25 +735,26 @@ export class CacheInterceptor implements NestInterceptor {
   }
 
   /**
-   * Stores a response: as the flight `lead` produced it (dropped when its key or a tag was
-   * invalidated since the flight started), or, for a run that led no flight, with its tags.
+   * Stores a response as the run `lead` produced it: dated when it started, with its tags, and
+   * dropped when its key or a tag was invalidated since, or its deadline passed.
    */
   private async write(
     context: ExecutionContext,
     key: string,
     entry: CachedResponse,
-    lead: Lead<CachedResponse> | readonly string[],
+    lead: Lead<CachedResponse>,
   ): Promise<void> {
     const policy = this.policyFor(context);
+    // An entry that never expires is never stale: its route's stale windows do not apply.
+    const expires = policy.ttl !== null && (policy.ttl !== undefined || this.options.ttl !== null);
+    const window = (ms: number) => (expires && ms > 0 ? (`${ms}ms` as const) : undefined);
     const options: SetOptions = {
       ttl: policy.ttl,
-      staleWhileRevalidate:
-        policy.staleWhileRevalidateMs > 0 ? `${policy.staleWhileRevalidateMs}ms` : undefined,
-      staleIfError: policy.staleIfErrorMs > 0 ? `${policy.staleIfErrorMs}ms` : undefined,
+      staleWhileRevalidate: window(policy.staleWhileRevalidateMs),
+      staleIfError: window(policy.staleIfErrorMs),
     };
     try {
-      if (Array.isArray(lead)) await this.cache.set(key, entry, { ...options, tags: [...lead] });
-      else await this.cache[storeLed](key, entry, options, lead as Lead<unknown>);
+      await this.cache[storeLed](key, entry, options, lead as Lead<unknown>);
     } catch (error) {
       // A value the serializer cannot store exactly (a class instance, say) is served, not cached.
       this.warnOnce(

@@ -11,7 +11,10 @@ export interface CacheableOptions {
   ttl?: Ttl;
   /**
    * The key: a string (for a method whose result does not depend on its arguments), or a function
-   * of the arguments. @default `${Class}.${method}(${the arguments, keyed stably})`
+   * of the arguments. @default `${Class}.${method}(${the arguments, keyed stably})`, where Class is
+   * the provider's token when it is not the class itself (a string, a symbol's description: one
+   * `{ provide: 'GITHUB', useFactory: () => new ApiClient(url) }` keys `GITHUB.get(...)`). Two
+   * providers that would share a default key are a CacheConfigError at startup.
    */
   key?: string | ((...args: any[]) => string);
   /** Tags of the entry: static, or a function of the arguments. */
@@ -77,14 +80,17 @@ export function CacheEvict(options: CacheEvictOptions): MethodDecorator {
   };
 }
 
-/** The key of one call of a @Cacheable method. */
+/**
+ * The key of one call of a @Cacheable method. `prefix` starts the default key (the provider's
+ * token, or its class); `where` names the method in error messages.
+ */
 export function cacheableKey(
   options: CacheableOptions,
-  className: string,
+  prefix: string,
   method: string,
   args: readonly unknown[],
+  where = `${prefix}.${method}`,
 ): string {
-  const where = `${className}.${method}`;
   if (typeof options.key === 'string') return options.key;
   if (typeof options.key === 'function') {
     const key = options.key(...args);
@@ -93,7 +99,7 @@ export function cacheableKey(
     }
     return key;
   }
-  return `${where}(${argumentsKey(args, where)})`;
+  return `${prefix}.${method}(${argumentsKey(args, where)})`;
 }
 
 /** Tags given statically, or built from the arguments. */

@@ -142,11 +142,17 @@ export class MemoryDriver implements CacheDriver {
     if (this.tags.size >= this.pruneAt) this.prune();
   }
 
-  invalidateTags(keys: string[], at: number): void {
+  invalidateTags(keys: string[], at: number, keepMs: number): void {
+    const keepUntil = this.clock.now() + keepMs;
     for (const key of keys) {
       const tag = this.liveTag(key);
-      if (tag) tag.bytes = encodeCounter(at);
+      if (!tag) this.tags.set(key, { bytes: encodeCounter(at), expiresAt: keepUntil });
+      else {
+        tag.bytes = encodeCounter(at);
+        if (tag.expiresAt !== null && tag.expiresAt < keepUntil) tag.expiresAt = keepUntil;
+      }
     }
+    if (this.tags.size >= this.pruneAt) this.prune();
   }
 
   private liveTag(key: string): TagRecord | undefined {
@@ -160,7 +166,7 @@ export class MemoryDriver implements CacheDriver {
 
   /**
    * Drops expired tag records. Runs when the records have doubled since the last prune, so the
-   * map holds at most twice the records of tags with live entries (plus TAG_PRUNE_MIN), at an
+   * map holds at most twice the records that have not expired (plus TAG_PRUNE_MIN), at an
    * amortized constant cost per touch.
    */
   private prune(): void {

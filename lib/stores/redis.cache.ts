@@ -44,6 +44,18 @@ end
 return 0`;
 
 /**
+ * A tag record holds ARGV[1], the time of its latest invalidation, and lives ARGV[2] ms from now at
+ * least: created when missing (a write in progress may still carry the tag), its expiry only
+ * pushed later, a record that never expires left so. Plain SET and PX: any Redis with scripting.
+ */
+const INVALIDATE_TAG = `local ttl = redis.call('PTTL', KEYS[1])
+local keep = tonumber(ARGV[2])
+if ttl == -1 then redis.call('SET', KEYS[1], ARGV[1])
+elseif ttl > keep then redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+else redis.call('SET', KEYS[1], ARGV[1], 'PX', keep) end
+return 0`;
+
+/**
  * The shared driver, on ioredis. Entries are plain Redis strings under their full key with a PX
  * expiry, so other tools can inspect them; counters are Redis integers (INCRBY).
  *
@@ -185,15 +197,19 @@ export class RedisDriver implements CacheDriver {
   }
 
   async touchTags(keys: string[], expiresAt: number | null): Promise<void> {
+    this.reads.flush();
     // One script per record, so that each touches one key (one hash slot, for Redis Cluster).
     const want =
       expiresAt === null ? -1 : Math.max(1, Math.ceil(expiresAt - this.context.clock.now()));
     await Promise.all(keys.map((key) => this.client.eval(TOUCH_TAG, 1, key, want)));
   }
 
-  async invalidateTags(keys: string[], at: number): Promise<void> {
+  async invalidateTags(keys: string[], at: number, keepMs: number): Promise<void> {
     this.reads.flush();
-    await Promise.all(keys.map((key) => this.client.set(key, String(at), 'KEEPTTL', 'XX')));
+    // One script per record, so that each touches one key (one hash slot, for Redis Cluster).
+    await Promise.all(
+      keys.map((key) => this.client.eval(INVALIDATE_TAG, 1, key, String(at), keepMs)),
+    );
   }
 
   /**

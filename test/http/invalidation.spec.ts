@@ -320,9 +320,9 @@ class HeldInvalidationsCache extends DriverCache {
       const driver = new MemoryDriver({}, context.clock);
       const invalidateTags = driver.invalidateTags.bind(driver);
       return Object.assign(driver, {
-        invalidateTags: async (keys: string[], at: number) => {
+        invalidateTags: async (keys: string[], at: number, keepMs: number) => {
           await new Promise<void>((resolve) => this.held.push(resolve));
-          invalidateTags(keys, at);
+          invalidateTags(keys, at, keepMs);
         },
       });
     }, options);
