@@ -225,6 +225,8 @@ export abstract class BaseCache {
   private readonly readsInFlight = new Map<string, Promise<ReadBytes>>();
   /** The entries of backend reads in flight, decoded once for every [readShared] caller. */
   private readonly sharedReads = new Map<string, Promise<Found | undefined>>();
+  /** Decoded envelopes of the bytes a driver keeps (see CacheDriver.keepsBytes), by those bytes. */
+  private readonly envelopes = new WeakMap<Uint8Array, Entry>();
   /** The latest stamp() given: stamps of this process only ever grow. */
   private lastStamp = -Infinity;
   /** The clock of this cache's flights: a flight starts with a stamp(). */
@@ -276,11 +278,16 @@ export abstract class BaseCache {
   /** The value stored under `key`, or undefined on a miss (a stored null is a hit). Stale entries are misses here. */
   async get<T = unknown>(key: string): Promise<T | undefined> {
     const full = this.keyFor(key, 'get');
-    // Awaited only when pending: on memory, a hit costs no turn of the microtask queue.
+    // Awaited only when pending (a Promise: readBytes and opened make no other thenable): on
+    // memory, a hit costs no turn of the microtask queue, and one clock reading.
     const read = this.readBytes(full);
-    const opened = this.opened(full, isPending(read) ? await read : read);
-    const entry = isPending(opened) ? await opened : opened;
-    if (entry === MISS || !this.isFresh(entry)) return this.tally(undefined, 'misses');
+    const now = this.clock.now();
+    const opened =
+      read instanceof Promise
+        ? this.opened(full, await read, now)
+        : this.opened(full, read, now, true);
+    const entry = opened instanceof Promise ? await opened : opened;
+    if (entry === MISS || !this.isFresh(entry, now)) return this.tally(undefined, 'misses');
     const value = this.valueOf(full, entry);
     return value === MISS ? undefined : (this.tally(value, 'hits') as T);
   }
@@ -572,11 +579,14 @@ export abstract class BaseCache {
       throw new TypeError(`getOrSet("${key}") needs a factory function as its second argument.`);
     }
     const read = this.readBytes(full);
-    const opened = this.opened(full, isPending(read) ? await read : read);
-    const entry = isPending(opened) ? await opened : opened;
+    const now = this.clock.now();
+    const opened =
+      read instanceof Promise
+        ? this.opened(full, await read, now)
+        : this.opened(full, read, now, true);
+    const entry = opened instanceof Promise ? await opened : opened;
     let fallback: Entry | undefined;
     if (entry !== MISS) {
-      const now = this.clock.now();
       if (this.isFresh(entry, now)) {
         const value = this.valueOf(full, entry);
         if (value !== MISS) return this.tally(value, 'hits') as T;
@@ -750,26 +760,43 @@ export abstract class BaseCache {
     const read = this.readBytes(full);
     return isPending(read)
       ? read.then((bytes) => this.opened(full, bytes))
-      : this.opened(full, read);
+      : this.opened(full, read, this.clock.now(), true);
   }
 
-  /** Decodes what was read, and checks its tags. */
-  private opened(full: string, bytes: ReadBytes): MaybePromise<Read> {
+  /**
+   * Decodes what was read, and checks its tags. `atOnce`: the driver answered synchronously, so a
+   * driver that keeps its bytes (see CacheDriver.keepsBytes) handed out the object it stores.
+   */
+  private opened(
+    full: string,
+    bytes: ReadBytes,
+    now = this.clock.now(),
+    atOnce = false,
+  ): Read | Promise<Read> {
     if (bytes == null || bytes === FAILED) return MISS;
-    const entry = decodeEntry(bytes) ?? counterEntry(bytes);
+    const entry = atOnce && this.driver.keepsBytes ? this.decodedOnce(bytes) : decoded(bytes);
     if (entry === undefined) {
       // Another program's bytes, or an older format: a miss, and removed.
       this.failures.warn(messages.corruptEntry(full, 'not an entry of this format'));
       void this.remove([full]);
       return MISS;
     }
-    if (!isKept(entry, this.clock.now())) return MISS;
+    if (!isKept(entry, now)) return MISS;
     if (entry.tags.length === 0) return entry;
     return this.tagsAllow(entry).then((valid) => {
       if (valid) return entry;
       void this.remove([full]);
       return MISS;
     });
+  }
+
+  /** The envelope of bytes the driver keeps, decoded at their first read only. */
+  private decodedOnce(bytes: Uint8Array): Entry | undefined {
+    const known = this.envelopes.get(bytes);
+    if (known) return known;
+    const entry = decoded(bytes);
+    if (entry) this.envelopes.set(bytes, entry);
+    return entry;
   }
 
   /** Whether no tag of `entry` was invalidated after it was stored. */
@@ -813,7 +840,7 @@ export abstract class BaseCache {
    * backend failed or the breaker is open. Not async, so that a backend answering synchronously
    * (memory) costs get() no extra turn of the microtask queue: get and getOrSet are the hot path.
    */
-  private readBytes(full: string): MaybePromise<ReadBytes> {
+  private readBytes(full: string): ReadBytes | Promise<ReadBytes> {
     if (this.failures.isOpen()) {
       this.stats.errors += 1;
       return FAILED;
@@ -1147,6 +1174,11 @@ const TIE_MS = 2 ** -10;
 /** A counter read back: no envelope, so plain metadata around its number. */
 interface CounterEntry extends Entry {
   counter: number;
+}
+
+/** The entry in `bytes`: an envelope, or a counter; undefined for anything else. */
+function decoded(bytes: Uint8Array): Entry | undefined {
+  return decodeEntry(bytes) ?? counterEntry(bytes);
 }
 
 function counterEntry(bytes: Uint8Array): CounterEntry | undefined {

@@ -30,6 +30,12 @@ export interface DriverEntry {
 export interface CacheDriver {
   /** Names the backend in log lines: 'memory', 'redis'. */
   readonly name: string;
+  /**
+   * Declares that get() hands out the very object it stored, unchanged until the key is written
+   * again (with a new object): an in-process store. BaseCache then decodes each entry's envelope
+   * once, not on every read. Leave it out unless that holds.
+   */
+  readonly keepsBytes?: boolean;
 
   /** The bytes stored under `key`; undefined (or null) when it is missing or expired. */
   get(key: string): MaybePromise<Uint8Array | null | undefined>;

@@ -37,6 +37,8 @@ interface TagRecord {
  */
 export class MemoryDriver implements CacheDriver {
   readonly name = 'memory';
+  /** get() returns the Buffer set() stored (a copy of its own, see ownMemory), never changed. */
+  readonly keepsBytes = true;
   private readonly lru: LRUCache<string, Buffer>;
   private readonly maxEntryBytes: number;
   /** Tag records, pruned of expired ones whenever their number doubles (see prune()). */
