@@ -487,8 +487,9 @@ export abstract class BaseCache {
     if (valid.length === 0) return;
     const doomed = new Set(valid);
     this.valueFlightsInvalidate((_key, leadTags) => leadTags.some((tag) => doomed.has(tag)));
-    // Later than every write this process started before it, earlier than every later one.
-    const at = this.stamp();
+    // Later than every write started before it, here or (within its millisecond) elsewhere;
+    // earlier than every write this process starts later.
+    const at = this.invalidationStamp();
     const keys = valid.map((tag) => this.tagKey(tag));
     this.forget(keys);
     // A record created now must outlive every write in progress that may carry the tag: the
@@ -994,15 +995,27 @@ export abstract class BaseCache {
   }
 
   /**
-   * The time a write (or the flight that produces it) starts, or an invalidation happens, is dated
-   * with: the clock's time, or TIE_MS after the previous stamp when the clock has not moved past it.
-   * Stamps of this process strictly grow, so an invalidation is dated after every write that
-   * started before it and before every write that starts later, even within one millisecond (or on
-   * a clock a test holds still). A tag record then ends exactly the entries stored before it.
+   * What a write (or the flight that produces it) is dated with when it starts: the clock's time,
+   * or TIE_MS after the previous stamp when the clock has not moved past it. Stamps of this
+   * process strictly grow (an invalidation's too, see invalidationStamp()), so an invalidation is
+   * dated after every write that started before it and before every write that starts later, even
+   * within one millisecond (or on a clock a test holds still).
    */
   private stamp(): number {
-    const now = this.clock.now();
-    this.lastStamp = now > this.lastStamp ? now : this.lastStamp + TIE_MS;
+    return this.stampAfter(this.clock.now());
+  }
+
+  /**
+   * An invalidation's stamp: the end of its millisecond (just before the next one), so that it also
+   * reaches the writes another process started within that millisecond, whose stamps this process
+   * cannot order against its own. A write this process starts after it is dated later still.
+   */
+  private invalidationStamp(): number {
+    return this.stampAfter(Math.floor(this.clock.now()) + 1 - TIE_MS);
+  }
+
+  private stampAfter(at: number): number {
+    this.lastStamp = at > this.lastStamp ? at : this.lastStamp + TIE_MS;
     return this.lastStamp;
   }
 
