@@ -39,7 +39,7 @@ import {
   encodeEntry,
 } from './entry.js';
 import { FailurePolicy } from './failure-policy.js';
-import { Flights, type Lead } from './flights.js';
+import { Flights, landingWithin, type Lead } from './flights.js';
 import { compileGlob } from './glob.js';
 import { messages, reasonOf } from './messages.js';
 import {
@@ -605,7 +605,7 @@ export abstract class BaseCache {
     const flight = lead ?? this.valueFlights.get(key)!;
     const landing =
       fallback && policy.softMs !== undefined
-        ? await withSoftTimeout(flight.landing, policy.softMs)
+        ? await landingWithin(flight.landing, policy.softMs)
         : await flight.landing;
     if (landing.kind === 'value') {
       this.stats.misses += 1;
@@ -1216,18 +1216,6 @@ function staleFor(entry: EntryMeta, now: number): number {
 
 function latest(times: (number | null)[]): number | null {
   return times.includes(null) ? null : Math.max(...(times as number[]));
-}
-
-/** The flight's landing, or a soft timeout after `ms`. */
-function withSoftTimeout<V>(
-  landing: Promise<import('./flights.js').Landing<V>>,
-  ms: number,
-): Promise<import('./flights.js').Landing<V> | { kind: 'soft-timeout'; waitedMs: number }> {
-  let timer: NodeJS.Timeout | undefined;
-  const soft = new Promise<{ kind: 'soft-timeout'; waitedMs: number }>((resolve) => {
-    timer = setTimeout(() => resolve({ kind: 'soft-timeout', waitedMs: ms }), ms);
-  });
-  return Promise.race([landing, soft]).finally(() => clearTimeout(timer));
 }
 
 function validTags(tags: unknown, operation: string): readonly string[] {

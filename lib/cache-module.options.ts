@@ -74,4 +74,6 @@ export interface HttpCacheOptions {
   /** Stale windows of every cached route, unless a route sets @CacheStale(). @default none */
   staleWhileRevalidate?: Exclude<Ttl, null>;
   staleIfError?: Exclude<Ttl, null>;
+  /** With staleIfError: see @CacheStale()'s softTimeout. */
+  softTimeout?: Exclude<Ttl, null>;
 }

@@ -155,3 +155,24 @@ export class Flights<V> {
 }
 
 const NO_TAGS: readonly string[] = Object.freeze([]);
+
+/** What a caller that stopped waiting for a flight after its soft timeout sees. */
+export interface SoftTimeout {
+  kind: 'soft-timeout';
+  waitedMs: number;
+}
+
+/**
+ * The flight's landing, or a soft timeout after `ms` (the flight goes on): for callers that have a
+ * stale value to fall back on (softTimeout).
+ */
+export function landingWithin<V>(
+  landing: Promise<Landing<V>>,
+  ms: number,
+): Promise<Landing<V> | SoftTimeout> {
+  let timer: NodeJS.Timeout | undefined;
+  const soft = new Promise<SoftTimeout>((resolve) => {
+    timer = setTimeout(() => resolve({ kind: 'soft-timeout', waitedMs: ms }), ms);
+  });
+  return Promise.race([landing, soft]).finally(() => clearTimeout(timer));
+}

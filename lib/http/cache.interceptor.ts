@@ -17,7 +17,7 @@ import {
 } from '@nestjs/common/constants.js';
 import { RouteParamtypes } from '@nestjs/common/enums/route-paramtypes.enum.js';
 import { ApplicationConfig, HttpAdapterHost, ModuleRef, Reflector } from '@nestjs/core';
-import { catchError, mergeMap, type Observable, of, tap } from 'rxjs';
+import { catchError, mergeMap, type Observable, of, tap, throwError } from 'rxjs';
 import { BaseCache, readShared, storeLed, type SetOptions } from '../base-cache.js';
 import type { CacheModuleOptions } from '../cache-module.options.js';
 import {
@@ -35,7 +35,7 @@ import {
 import { CACHE_MODULE_OPTIONS, getCacheOptionsToken, getCacheToken } from '../cache.tokens.js';
 import { CacheConfigError } from '../errors.js';
 import type { EntryMeta } from '../entry.js';
-import type { Flights, Lead } from '../flights.js';
+import { type Flights, landingWithin, type Lead } from '../flights.js';
 import { MAX_RECORDED_BODY_BYTES } from '../cache.constants.js';
 import { messages, reasonOf } from '../messages.js';
 import { ttlToMs, type Ttl } from '../ttl.js';
@@ -84,6 +84,8 @@ export interface RoutePolicy {
   /** Its stale windows (@CacheStale, or the module's http options), in ms; 0 for none. */
   staleWhileRevalidateMs: number;
   staleIfErrorMs: number;
+  /** With staleIfErrorMs: how long a request waits for the handler before the stale entry answers. */
+  softTimeoutMs: number;
   /** What a successful request of the route evicts (@CacheEvict). */
   evict: CacheEvictOptions | undefined;
 }
@@ -245,10 +247,16 @@ export class CacheInterceptor implements NestInterceptor {
       // never finish, and the requests following it would wait for nothing.
       if (clientGone(response)) return this.passThrough(request, response, next);
       const lead = mayLead ? this.flights.lead(key, tags) : undefined;
+      if (lead && fallback && policy.softTimeoutMs > 0) {
+        return this.runWithin(context, request, response, key, tags, next, lead, fallback);
+      }
       if (lead) return this.run(context, key, vary, next, lead, fallback);
       const flight = this.flights.get(key);
       if (!flight) break;
-      const landing = await flight.landing;
+      const landing =
+        fallback && policy.softTimeoutMs > 0
+          ? await landingWithin(flight.landing, policy.softTimeoutMs)
+          : await flight.landing;
       if (landing.kind === 'value') {
         const body = this.bodyOf(context, landing.value, vary);
         if (body !== NOT_REPLAYABLE) {
@@ -259,7 +267,12 @@ export class CacheInterceptor implements NestInterceptor {
       // The leader's run failed with a server error or ran out of time: the stale entry answers
       // (staleIfError). After a response that may not be shared (a 4xx, say) this request runs
       // the handler itself, below.
-      if (fallback && (landing.kind === 'error' || landing.kind === 'timeout')) {
+      if (
+        fallback &&
+        ((landing.kind === 'error' && isServerError(landing.error)) ||
+          landing.kind === 'timeout' ||
+          landing.kind === 'soft-timeout')
+      ) {
         this.cache.count('stale');
         return this.hit(response, fallback.entry, fallback.body, 'STALE');
       }
@@ -278,7 +291,7 @@ export class CacheInterceptor implements NestInterceptor {
     response: unknown,
     entry: CachedResponse,
     body: unknown,
-    status: 'HIT' | 'STALE',
+    status: 'HIT' | 'STALE' | 'MISS',
   ): Observable<unknown> {
     return of(this.replay(response, entry, body, status));
   }
@@ -296,18 +309,18 @@ export class CacheInterceptor implements NestInterceptor {
     tags: readonly string[],
     next: CallHandler,
     stale: CachedResponse,
+    lead = this.flights.lead(key, tags),
   ): void {
-    const lead = this.flights.lead(key, tags);
     if (!lead) return;
     let value: unknown;
     let ended = false;
-    const end = async (entry: CachedResponse | undefined) => {
+    const end = async (entry: CachedResponse | undefined, error?: unknown) => {
       if (ended) return;
       ended = true;
       if (entry) {
         lead.land({ kind: 'value', value: entry });
         await this.write(context, key, entry, lead);
-      } else lead.land({ kind: 'unshareable' });
+      } else lead.land(error === undefined ? { kind: 'unshareable' } : { kind: 'error', error });
       lead.end();
     };
     const run = () =>
@@ -329,7 +342,7 @@ export class CacheInterceptor implements NestInterceptor {
             'refresh',
             messages.refreshFailed(`GET ${pathOf(request as any)}`, reasonOf(error)),
           );
-          void end(undefined);
+          void end(undefined, error);
         },
       });
     // Started once this request's stale response is on its way, so that nothing the run does to
@@ -341,6 +354,41 @@ export class CacheInterceptor implements NestInterceptor {
       });
     });
     void lead.landing.then(() => clearImmediate(timer));
+  }
+
+  /**
+   * A request inside staleIfError on a route with a softTimeout: the handler runs as a refresh
+   * (see refresh()), and this request waits for it at most softTimeout. Its response then, or on a
+   * server error or at the soft timeout the stale entry (X-Cache: STALE), while the run goes on and
+   * stores what it returns. A client error (4xx) is the answer, and goes through.
+   */
+  private async runWithin(
+    context: ExecutionContext,
+    request: object,
+    response: unknown,
+    key: string,
+    tags: readonly string[],
+    next: CallHandler,
+    lead: Lead<CachedResponse>,
+    fallback: Fallback,
+  ): Promise<Observable<unknown>> {
+    this.refresh(context, request, key, tags, next, fallback.entry, lead);
+    const policy = this.policyFor(context);
+    const landing = await landingWithin(lead.landing, policy.softTimeoutMs);
+    if (landing.kind === 'value') {
+      const body = this.bodyOf(context, landing.value, policy.vary);
+      if (body !== NOT_REPLAYABLE) {
+        this.cache.count('misses');
+        return this.hit(response, landing.value, body, 'MISS');
+      }
+    }
+    if (landing.kind === 'error' && !isServerError(landing.error)) {
+      this.cache.count('misses');
+      this.mark(response, 'MISS');
+      return throwError(() => landing.error);
+    }
+    this.cache.count('stale');
+    return this.hit(response, fallback.entry, fallback.body, 'STALE');
   }
 
   /**
@@ -535,12 +583,14 @@ export class CacheInterceptor implements NestInterceptor {
   private staleWindows(route: CacheStaleOptions | undefined): {
     staleWhileRevalidateMs: number;
     staleIfErrorMs: number;
+    softTimeoutMs: number;
   } {
     const windows = route ?? this.http;
     const ms = (value: Ttl | undefined) => (value === undefined ? 0 : (ttlToMs(value) ?? 0));
     return {
       staleWhileRevalidateMs: ms(windows.staleWhileRevalidate),
       staleIfErrorMs: ms(windows.staleIfError),
+      softTimeoutMs: ms(windows.softTimeout),
     };
   }
 
@@ -842,7 +892,7 @@ export class CacheInterceptor implements NestInterceptor {
     response: unknown,
     entry: CachedResponse,
     body: unknown,
-    status: 'HIT' | 'STALE',
+    status: 'HIT' | 'STALE' | 'MISS',
   ): unknown {
     const adapter = this.adapterHost.httpAdapter;
     adapter.status(response, entry.status);
@@ -1006,13 +1056,22 @@ function validHttpOptions(
     );
   }
   if (http.ttl !== undefined) ttlToMs(http.ttl, 'CacheModule option "http.ttl"');
-  for (const option of ['staleWhileRevalidate', 'staleIfError'] as const) {
+  for (const option of ['staleWhileRevalidate', 'staleIfError', 'softTimeout'] as const) {
     const value = http[option];
     if (value !== undefined && ttlToMs(value, `CacheModule option "http.${option}"`) === null) {
       throw new CacheConfigError(
         messages.invalidOption(`http.${option}`, value, "Use a duration, e.g. '1m'."),
       );
     }
+  }
+  if (http.softTimeout !== undefined && http.staleIfError === undefined) {
+    throw new CacheConfigError(
+      messages.invalidOption(
+        'http.softTimeout',
+        http.softTimeout,
+        'It answers from the stale entry when the handler is slow, and there is none without "http.staleIfError": add it, or drop softTimeout.',
+      ),
+    );
   }
   return http;
 }

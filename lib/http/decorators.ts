@@ -116,6 +116,12 @@ export interface CacheStaleOptions {
    * server error (a 5xx, or any error that is not an HttpException); a 4xx goes through.
    */
   staleIfError?: Exclude<Ttl, null>;
+  /**
+   * With staleIfError: a request inside that window waits at most this long for the handler; then
+   * it is answered from the stale entry (X-Cache: STALE) while the handler finishes in the
+   * background, and what it returns is stored.
+   */
+  softTimeout?: Exclude<Ttl, null>;
 }
 
 /**
@@ -129,11 +135,16 @@ export const CacheStale = (options: CacheStaleOptions) => {
       "@CacheStale() takes { staleWhileRevalidate?, staleIfError? }, e.g. { staleWhileRevalidate: '1m' }.",
     );
   }
-  for (const option of ['staleWhileRevalidate', 'staleIfError'] as const) {
+  for (const option of ['staleWhileRevalidate', 'staleIfError', 'softTimeout'] as const) {
     const value = options[option];
     if (value !== undefined && ttlToMs(value, `@CacheStale() ${option}`) === null) {
       throw new TypeError(`@CacheStale() ${option} is a duration, not null.`);
     }
+  }
+  if (options.softTimeout !== undefined && options.staleIfError === undefined) {
+    throw new TypeError(
+      '@CacheStale() softTimeout answers from the stale entry when the handler is slow, and there is none without staleIfError: add staleIfError, or drop softTimeout.',
+    );
   }
   return SetMetadata(CACHE_STALE_METADATA, options);
 };

@@ -16,8 +16,11 @@ import {
   CacheStale,
   CacheTags,
   CacheTTL,
+  CacheConfigError,
   type HttpCacheOptions,
+  MemoryCache,
 } from '../../lib/index.js';
+import { ApplicationConfig, HttpAdapterHost, Reflector } from '@nestjs/core';
 import { storeLed } from '../../lib/base-cache.js';
 import { ADAPTERS, backends, usePrivateRedis, useApps } from './support/app.js';
 import { HandlerCalls } from './support/controllers.js';
@@ -79,6 +82,18 @@ class NewsController {
     const run = this.calls.ran('sie');
     if (control.fail === 'http') throw new ServiceUnavailableException('the origin is down');
     if (control.fail === 'error') throw new Error('the origin is down');
+    if (control.fail === 'not-found') throw new NotFoundException('gone');
+    return { run };
+  }
+
+  /** Waits for control.hold, fails while control.fail is set; a request past the ttl waits 100 ms for it. */
+  @Get('soft')
+  @CacheTTL(TTL_S)
+  @CacheStale({ staleIfError: '1m', softTimeout: '100ms' })
+  async soft() {
+    const run = this.calls.ran('soft');
+    await control.hold?.released;
+    if (control.fail === 'http') throw new ServiceUnavailableException('the origin is down');
     if (control.fail === 'not-found') throw new NotFoundException('gone');
     return { run };
   }
@@ -309,6 +324,48 @@ describe.each(ADAPTERS)('on $name', (adapter) => {
       expect([failed.status, failed.cache]).toEqual([503, 'MISS']);
     });
 
+    it('softTimeout: past the ttl, a handler slower than it is answered from the stale entry (STALE), and what it returns later is stored', async () => {
+      const { send, calls, cache, prime } = await startApp();
+
+      await prime('/news/soft');
+      now += TTL_MS + 1_000;
+      control.hold = new Hold();
+      const slow = await send('/news/soft');
+      control.hold.release();
+      await nothingInFlight(cache, 2_000);
+      const after = await send('/news/soft');
+
+      expect(summary(slow)).toEqual([200, 'STALE', { run: 1 }]);
+      expect(summary(after)).toEqual([200, 'HIT', { run: 2 }]);
+      expect(calls.of('soft')).toBe(2);
+    });
+
+    it('softTimeout: past the ttl, a handler faster than it answers (MISS), and its response is stored', async () => {
+      const { send, prime } = await startApp();
+
+      await prime('/news/soft');
+      now += TTL_MS + 1_000;
+      const fast = await send('/news/soft');
+      const after = await send('/news/soft');
+
+      expect(summary(fast)).toEqual([200, 'MISS', { run: 2 }]);
+      expect(summary(after)).toEqual([200, 'HIT', { run: 2 }]);
+    });
+
+    it('softTimeout: past the ttl, a 503 is answered from the stale entry, a 404 goes through', async () => {
+      const { send, prime } = await startApp();
+
+      await prime('/news/soft');
+      now += TTL_MS + 1_000;
+      control.fail = 'http';
+      const unavailable = await send('/news/soft');
+      control.fail = 'not-found';
+      const missing = await send('/news/soft');
+
+      expect(summary(unavailable)).toEqual([200, 'STALE', { run: 1 }]);
+      expect([missing.status, missing.cache]).toEqual([404, 'MISS']);
+    });
+
     it('staleIfError: once the handler succeeds again, its response replaces the stale entry', async () => {
       const { send, prime } = await startApp();
 
@@ -413,5 +470,25 @@ describe.each(ADAPTERS)('on $name, two instances sharing the Redis backend', (ad
     expect([miss.cache, json(miss)]).toEqual(['MISS', { run: 1, ssn: MASK }]);
     expect([stale.cache, json(stale)]).toEqual(['STALE', { run: 1, ssn: MASK }]);
     expect([hit.cache, json(hit)]).toEqual(['HIT', { run: 1, ssn: MASK }]);
+  });
+});
+
+describe('softTimeout needs staleIfError', () => {
+  it('@CacheStale({ softTimeout }) without staleIfError throws a TypeError naming both, when the class is defined', () => {
+    expect(() => CacheStale({ softTimeout: '100ms' })).toThrow(/softTimeout.*staleIfError/);
+  });
+
+  it('the module option http.softTimeout without http.staleIfError is a CacheConfigError naming it', () => {
+    const make = () =>
+      new CacheInterceptor(
+        new MemoryCache(),
+        { http: { softTimeout: '100ms' } },
+        new Reflector(),
+        new HttpAdapterHost(),
+        new ApplicationConfig(),
+        undefined as never,
+      );
+    expect(make).toThrow(CacheConfigError);
+    expect(make).toThrow(/http\.softTimeout.*staleIfError/);
   });
 });
