@@ -338,9 +338,20 @@ export abstract class BaseCache {
     const full = this.keyFor(key, 'get');
     const joined = this.sharedReads.get(full);
     if (joined) return (await joined) as Found<T> | undefined;
-    const read = this.readEntry(full);
-    if (!isPending(read)) return this.foundOf(full, read) as Found<T> | undefined;
-    const shared = Promise.resolve(read).then((entry) => this.foundOf(full, entry));
+    const read = this.readBytes(full);
+    if (!(read instanceof Promise)) {
+      const entry = this.opened(full, read, this.clock.now(), true);
+      return (
+        entry instanceof Promise ? this.foundOf(full, await entry) : this.foundOf(full, entry)
+      ) as Found<T> | undefined;
+    }
+    // One promise for every caller of this read: the bytes, opened and decoded once.
+    const shared = read.then((bytes) => {
+      const entry = this.opened(full, bytes);
+      return entry instanceof Promise
+        ? entry.then((opened) => this.foundOf(full, opened))
+        : this.foundOf(full, entry);
+    });
     this.sharedReads.set(full, shared);
     try {
       return (await shared) as Found<T> | undefined;
@@ -1112,6 +1123,13 @@ export abstract class BaseCache {
     const { ttl, tags, staleWhileRevalidate, staleIfError } = options;
     const softTimeout = (options as GetOrSetOptions).softTimeout;
     const ttlMs = this.ttlFor(ttl, operation);
+    const plain =
+      tags === undefined &&
+      staleWhileRevalidate === undefined &&
+      staleIfError === undefined &&
+      softTimeout === undefined;
+    // The usual options ({ ttl } alone, as @Cacheable passes them): nothing more to check.
+    if (plain) return { ttlMs, keepMs: 0, swrMs: 0, sieMs: 0, softMs: undefined, tags: NO_TAGS };
     const window = (name: string, value: Ttl | undefined): number => {
       if (value === undefined) return 0;
       const ms = ttlToMs(value, `${operation} option "${name}"`);

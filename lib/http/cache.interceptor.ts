@@ -182,24 +182,24 @@ export class CacheInterceptor implements NestInterceptor {
     if (this.options.enabled === false || context.getType() !== 'http') return next.handle();
     const http = context.switchToHttp();
     const request = http.getRequest();
-    const evicts = this.policyFor(context).evict;
-    if (evicts) return this.evictAfter(context, request, next, evicts);
+    const policy = this.policyFor(context);
+    if (policy.evict) return this.evictAfter(context, request, next, policy.evict);
     if (request.method !== 'GET' && request.method !== 'HEAD') return next.handle();
     if (inside.has(request)) {
       this.warnOnce(context, 'twice', messages.interceptorTwice(pathOf(request)));
       return next.handle();
     }
-    return this.serve(context, request, http.getResponse(), next);
+    return this.serve(context, policy, request, http.getResponse(), next);
   }
 
   /** A HIT, or the handler's response (led, followed, or alone); see intercept(). */
   private async serve(
     context: ExecutionContext,
+    policy: RoutePolicy,
     request: any,
     response: any,
     next: CallHandler,
   ): Promise<Observable<unknown>> {
-    const policy = this.policyFor(context);
     // The headers this request's key is built with: policy.vary is replaced, never changed in
     // place, when the route learns to vary on Accept-Encoding (see storable()).
     const vary = policy.vary;

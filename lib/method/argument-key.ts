@@ -12,10 +12,21 @@ import { messages } from '../messages.js';
 export function argumentsKey(args: readonly unknown[], method: string): string {
   let end = args.length;
   while (end > 0 && args[end - 1] === undefined) end -= 1;
-  const parts: string[] = [];
-  for (let i = 0; i < end; i++) parts.push(keyOf(args[i], method, `argument ${i + 1}`, new Set()));
-  return parts.join(',');
+  let key = '';
+  for (let i = 0; i < end; i++) {
+    const arg = args[i];
+    // The usual argument, an id, costs no bookkeeping for cycles.
+    const part =
+      typeof arg === 'string'
+        ? JSON.stringify(arg)
+        : keyOf(arg, method, `argument ${i + 1}`, typeof arg === 'object' ? new Set() : NO_OBJECTS);
+    key = i === 0 ? part : `${key},${part}`;
+  }
+  return key;
 }
+
+/** What a primitive argument passes as its objects seen so far: it has none, and adds none. */
+const NO_OBJECTS: Set<object> = new Set();
 
 function keyOf(value: unknown, method: string, path: string, seen: Set<object>): string {
   switch (typeof value) {
