@@ -278,15 +278,11 @@ export abstract class BaseCache {
   /** The value stored under `key`, or undefined on a miss (a stored null is a hit). Stale entries are misses here. */
   async get<T = unknown>(key: string): Promise<T | undefined> {
     const full = this.keyFor(key, 'get');
-    // Awaited only when pending (a Promise: readBytes and opened make no other thenable): on
-    // memory, a hit costs no turn of the microtask queue, and one clock reading.
-    const read = this.readBytes(full);
+    // Awaited only when pending: on memory, a hit costs no turn of the microtask queue, and one
+    // clock reading.
     const now = this.clock.now();
-    const opened =
-      read instanceof Promise
-        ? this.opened(full, await read, now)
-        : this.opened(full, read, now, true);
-    const entry = opened instanceof Promise ? await opened : opened;
+    const read = this.readEntry(full, now);
+    const entry = read instanceof Promise ? await read : read;
     if (entry === MISS || !this.isFresh(entry, now)) return this.tally(undefined, 'misses');
     const value = this.valueOf(full, entry);
     return value === MISS ? undefined : (this.tally(value, 'hits') as T);
@@ -590,13 +586,9 @@ export abstract class BaseCache {
     if (typeof factory !== 'function') {
       throw new TypeError(`getOrSet("${key}") needs a factory function as its second argument.`);
     }
-    const read = this.readBytes(full);
     const now = this.clock.now();
-    const opened =
-      read instanceof Promise
-        ? this.opened(full, await read, now)
-        : this.opened(full, read, now, true);
-    const entry = opened instanceof Promise ? await opened : opened;
+    const read = this.readEntry(full, now);
+    const entry = read instanceof Promise ? await read : read;
     let fallback: Entry | undefined;
     if (entry !== MISS) {
       if (this.isFresh(entry, now)) {
@@ -768,11 +760,12 @@ export abstract class BaseCache {
    * older format), or invalidated by a tag. Synchronous when the driver is and the entry has no
    * tags: get() on memory then costs no extra turn of the microtask queue.
    */
-  private readEntry(full: string): MaybePromise<Read> {
+  private readEntry(full: string, now = this.clock.now()): Read | Promise<Read> {
     const read = this.readBytes(full);
-    return isPending(read)
-      ? read.then((bytes) => this.opened(full, bytes))
-      : this.opened(full, read, this.clock.now(), true);
+    // readBytes and opened make Promises or plain results, never other thenables.
+    return read instanceof Promise
+      ? read.then((bytes) => this.opened(full, bytes, now))
+      : this.opened(full, read, now, true);
   }
 
   /**

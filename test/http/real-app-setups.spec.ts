@@ -12,6 +12,8 @@ import {
   IdentityController,
   SecretsController,
   VersionedController,
+  MASK,
+  maskSsn,
 } from './support/setups.js';
 
 // A HIT replays exactly what that client would have been sent, in the set-ups real apps use:
@@ -27,28 +29,6 @@ type Instance = {
   addHook(name: string, hook: (...args: any[]) => unknown): void;
 };
 const instanceOf = (app: INestApplication) => app.getHttpAdapter().getInstance() as Instance;
-
-const MASK = '***-**-****';
-
-/** Masks `ssn` the way each framework lets an app do it: a json replacer, a preSerialization hook. */
-function maskSsn(adapter: string) {
-  return (app: INestApplication) => {
-    const instance = instanceOf(app);
-    if (adapter === 'express') {
-      instance.set('json replacer', (key: string, value: unknown) =>
-        key === 'ssn' ? MASK : value,
-      );
-    } else {
-      instance.addHook(
-        'preSerialization',
-        async (_req: unknown, _reply: unknown, payload: unknown) =>
-          payload !== null && typeof payload === 'object' && 'ssn' in payload
-            ? { ...payload, ssn: MASK }
-            : payload,
-      );
-    }
-  };
-}
 
 /** Sets per-request headers before the handler: a rate-limit count, a random trace id, traceparent. */
 function perRequestHeaders(adapter: string) {

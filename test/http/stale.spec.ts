@@ -2,7 +2,6 @@ import {
   Controller,
   Get,
   Inject,
-  type INestApplication,
   NotFoundException,
   Post,
   ServiceUnavailableException,
@@ -25,6 +24,7 @@ import { storeLed } from '../../lib/base-cache.js';
 import { ADAPTERS, backends, usePrivateRedis, useApps } from './support/app.js';
 import { HandlerCalls } from './support/controllers.js';
 import { json, nothingInFlight, pollUntil, type Reply } from './support/http.js';
+import { MASK, maskSsn } from './support/setups.js';
 
 // Stale serving on the cache's clock: staleWhileRevalidate answers at once from the stale entry
 // while one background run refreshes it; staleIfError answers from it when the handler fails.
@@ -411,31 +411,6 @@ describe.each(ADAPTERS)('on $name', (adapter) => {
     );
   });
 });
-
-const MASK = '***-**-****';
-
-/** Masks `ssn` the way each framework lets an app do it: a json replacer, a preSerialization hook. */
-function maskSsn(adapter: string) {
-  return (app: INestApplication) => {
-    const instance = app.getHttpAdapter().getInstance() as {
-      set(name: string, value: unknown): void;
-      addHook(name: string, hook: (...args: any[]) => unknown): void;
-    };
-    if (adapter === 'express') {
-      instance.set('json replacer', (key: string, value: unknown) =>
-        key === 'ssn' ? MASK : value,
-      );
-    } else {
-      instance.addHook(
-        'preSerialization',
-        async (_req: unknown, _reply: unknown, payload: unknown) =>
-          payload !== null && typeof payload === 'object' && 'ssn' in payload
-            ? { ...payload, ssn: MASK }
-            : payload,
-      );
-    }
-  };
-}
 
 // Two instances of one app sharing Redis (or one restarted): the second one serves and refreshes
 // entries the first one stored, before it has sent a response of that route itself.

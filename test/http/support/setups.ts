@@ -1,4 +1,13 @@
-import { Controller, Get, Header, Req, Res, UseInterceptors, Version } from '@nestjs/common';
+import {
+  Controller,
+  Get,
+  Header,
+  type INestApplication,
+  Req,
+  Res,
+  UseInterceptors,
+  Version,
+} from '@nestjs/common';
 import { CacheInterceptor, CachePerUser } from '../../../lib/index.js';
 import { HttpAdapterHost } from '@nestjs/core';
 import { HandlerCalls } from './controllers.js';
@@ -117,4 +126,30 @@ export class EncodingController {
     await sleep(100);
     return { run, encoding: header(request, 'accept-encoding') ?? null };
   }
+}
+
+/** What maskSsn() puts in place of a social security number. */
+export const MASK = '***-**-****';
+
+/** Masks `ssn` the way each framework lets an app do it: a json replacer, a preSerialization hook. */
+export function maskSsn(adapter: string) {
+  return (app: INestApplication) => {
+    const instance = app.getHttpAdapter().getInstance() as {
+      set(name: string, value: unknown): void;
+      addHook(name: string, hook: (...args: any[]) => unknown): void;
+    };
+    if (adapter === 'express') {
+      instance.set('json replacer', (key: string, value: unknown) =>
+        key === 'ssn' ? MASK : value,
+      );
+    } else {
+      instance.addHook(
+        'preSerialization',
+        async (_req: unknown, _reply: unknown, payload: unknown) =>
+          payload !== null && typeof payload === 'object' && 'ssn' in payload
+            ? { ...payload, ssn: MASK }
+            : payload,
+      );
+    }
+  };
 }
