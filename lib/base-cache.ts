@@ -499,6 +499,8 @@ export abstract class BaseCache {
     const at = this.invalidationStamp();
     const keys = valid.map((tag) => this.tagKey(tag));
     this.forget(keys);
+    // A shared read that checked its entry's tags before now must not be joined from now on.
+    this.sharedReads.clear();
     // A record created now must outlive every write in progress that may carry the tag: the
     // longest flight, then its write (given up after operationTimeout and a quarter).
     const keepMs = this.getOrSetTimeoutMs + Math.ceil(this.operationTimeoutMs * 1.25);
@@ -788,9 +790,11 @@ export abstract class BaseCache {
     }
     if (!isKept(entry, now)) return MISS;
     if (entry.tags.length === 0) return entry;
-    return this.tagsAllow(entry).then((valid) => {
-      if (valid) return entry;
-      void this.remove([full]);
+    return this.tagsAllow(entry).then((verdict) => {
+      if (verdict === 'valid') return entry;
+      // Invalidated: removed. Unknown (a record could not be read): a miss, but kept, since it
+      // may well be valid (and the stale copy staleIfError needs).
+      if (verdict === 'invalidated') void this.remove([full]);
       return MISS;
     });
   }
@@ -805,16 +809,20 @@ export abstract class BaseCache {
   }
 
   /** Whether no tag of `entry` was invalidated after it was stored. */
-  private async tagsAllow(entry: Entry): Promise<boolean> {
+  private async tagsAllow(entry: Entry): Promise<'valid' | 'invalidated' | 'unknown'> {
     const records = await Promise.all(
       entry.tags.map(async (tag) => this.readBytes(this.tagKey(tag))),
     );
-    return records.every((bytes) => {
-      // A record that could not be read may hold an invalidation: the entry is a miss.
-      if (bytes === FAILED) return false;
-      const at = bytes == null ? undefined : decodeTagTime(bytes);
-      return at === undefined || at < entry.storedAt;
-    });
+    let verdict: 'valid' | 'unknown' = 'valid';
+    for (const bytes of records) {
+      // A record that could not be read may hold an invalidation: the entry cannot be served.
+      if (bytes === FAILED) verdict = 'unknown';
+      else {
+        const at = bytes == null ? undefined : decodeTagTime(bytes);
+        if (at !== undefined && at >= entry.storedAt) return 'invalidated';
+      }
+    }
+    return verdict;
   }
 
   /** The decoded value of `entry`, or MISS when the serializer refuses its bytes (removed). */
@@ -937,10 +945,12 @@ export abstract class BaseCache {
     storedAt: number,
     lead: Lead<unknown> | undefined,
   ): Promise<boolean> {
+    if (lead && !lead.mayStore) return false;
     if (policy.tags.length > 0) {
       const touched = await this.touchTags(policy.tags, this.keptUntil(policy, storedAt));
       if (!touched) return false;
     }
+    // Checked again: an invalidation may have come while the tags were touched.
     if (lead && !lead.mayStore) return false;
     const entry = this.driverEntry(key, full, bytes, policy, storedAt);
     this.forget([full]);

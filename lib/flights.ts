@@ -173,6 +173,7 @@ export function landingWithin<V>(
   let timer: NodeJS.Timeout | undefined;
   const soft = new Promise<SoftTimeout>((resolve) => {
     timer = setTimeout(() => resolve({ kind: 'soft-timeout', waitedMs: ms }), ms);
+    timer.unref();
   });
   return Promise.race([landing, soft]).finally(() => clearTimeout(timer));
 }

@@ -125,6 +125,9 @@ export const messages = {
   softTimeoutTooLong: (operation: string) =>
     `Invalid ${operation} option "softTimeout": over ${2 ** 31 - 1} ms (about 24.8 days), the longest timer Node runs.`,
 
+  refreshNotStored: (path: string) =>
+    `The background refresh of GET ${path} returned a value the cache cannot store exactly (not plain data: a class instance, null, a stream), so the stale entry was not replaced. Return plain data from the handler, or drop @CacheStale from the route. Later ones of this route are not reported.`,
+
   refreshFailed: (key: string, reason: string) =>
     `The background refresh of "${key}" failed (${reason}); its stale value is still served until its stale window ends.`,
 

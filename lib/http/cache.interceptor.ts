@@ -260,7 +260,8 @@ export class CacheInterceptor implements NestInterceptor {
       if (landing.kind === 'value') {
         const body = this.bodyOf(context, landing.value, vary);
         if (body !== NOT_REPLAYABLE) {
-          this.cache.count('hits');
+          // Not found in the cache: waited for another request's run, as getOrSet counts it.
+          this.cache.count('misses');
           return this.hit(response, landing.value, body, 'HIT');
         }
       }
@@ -284,6 +285,9 @@ export class CacheInterceptor implements NestInterceptor {
     // A run nobody follows (a flight of the key is in progress) still goes through a lead of its
     // own, so that its write is dated when it started and invalidations reach it.
     const lead = this.flights.lead(key, tags) ?? this.flights.detached(key, tags);
+    if (fallback && policy.softTimeoutMs > 0) {
+      return this.runWithin(context, request, response, key, tags, next, lead, fallback);
+    }
     return this.run(context, key, vary, next, lead, fallback);
   }
 
@@ -310,9 +314,9 @@ export class CacheInterceptor implements NestInterceptor {
     next: CallHandler,
     stale: CachedResponse,
     lead = this.flights.lead(key, tags),
-  ): void {
-    if (!lead) return;
-    let value: unknown;
+  ): () => unknown {
+    if (!lead) return () => NO_VALUE;
+    let value: unknown = NO_VALUE;
     let ended = false;
     const end = async (entry: CachedResponse | undefined, error?: unknown) => {
       if (ended) return;
@@ -328,20 +332,29 @@ export class CacheInterceptor implements NestInterceptor {
         next: (v) => (value = v),
         complete: () => {
           let entry: CachedResponse | undefined;
-          const body = this.refreshedBody(value);
+          const body = value === NO_VALUE ? undefined : this.refreshedBody(value);
           if (body !== undefined) {
             // The ETag described the stale bytes; Express computes one for the new body on a HIT.
             const { etag: _etag, ...headers } = stale.headers;
             entry = { ...stale, headers, body, storedAt: this.cache.clock.now() };
+          } else {
+            this.warnOnce(
+              context,
+              'refresh-not-stored',
+              messages.refreshNotStored(routePath(context)),
+            );
           }
           void end(entry);
         },
         error: (error: unknown) => {
-          this.warnOnce(
-            context,
-            'refresh',
-            messages.refreshFailed(`GET ${pathOf(request as any)}`, reasonOf(error)),
-          );
+          // A client error (a 4xx) is an answer, not a failure of the refresh.
+          if (isServerError(error)) {
+            this.warnOnce(
+              context,
+              'refresh',
+              messages.refreshFailed(`GET ${pathOf(request as any)}`, reasonOf(error)),
+            );
+          }
           void end(undefined, error);
         },
       });
@@ -354,6 +367,7 @@ export class CacheInterceptor implements NestInterceptor {
       });
     });
     void lead.landing.then(() => clearImmediate(timer));
+    return () => value;
   }
 
   /**
@@ -372,7 +386,7 @@ export class CacheInterceptor implements NestInterceptor {
     lead: Lead<CachedResponse>,
     fallback: Fallback,
   ): Promise<Observable<unknown>> {
-    this.refresh(context, request, key, tags, next, fallback.entry, lead);
+    const handlerValue = this.refresh(context, request, key, tags, next, fallback.entry, lead);
     const policy = this.policyFor(context);
     const landing = await landingWithin(lead.landing, policy.softTimeoutMs);
     if (landing.kind === 'value') {
@@ -381,6 +395,14 @@ export class CacheInterceptor implements NestInterceptor {
         this.cache.count('misses');
         return this.hit(response, landing.value, body, 'MISS');
       }
+    }
+    // The handler answered with a value that may not be stored (not plain data, null, a stream):
+    // it is the answer, not stored.
+    const value = handlerValue();
+    if (landing.kind === 'unshareable' && value !== NO_VALUE) {
+      this.cache.count('misses');
+      this.mark(response, 'MISS');
+      return of(value);
     }
     if (landing.kind === 'error' && !isServerError(landing.error)) {
       this.cache.count('misses');
@@ -555,7 +577,7 @@ export class CacheInterceptor implements NestInterceptor {
         this.reflector.getAllAndOverride<T | undefined>(key, targets);
       policy = {
         noCache: read<boolean>(NO_CACHE_METADATA) === true,
-        ttl: read<Ttl>(CACHE_TTL_METADATA) ?? this.http.ttl,
+        ttl: routeTtl(read<Ttl>(CACHE_TTL_METADATA), this.http.ttl),
         name: read<CacheKeyName>(CACHE_KEY_METADATA),
         vary: [
           ...new Set([
@@ -698,6 +720,7 @@ export class CacheInterceptor implements NestInterceptor {
       // (4xx: not found, forbidden) is the answer, and goes through.
       catchError((error: unknown) => {
         if (!fallback || raw.headersSent || !isServerError(error)) throw error;
+        this.cache.count('stale');
         return of(this.replay(response, fallback.entry, fallback.body, 'STALE'));
       }),
     );
@@ -928,6 +951,9 @@ const NOT_REPLAYABLE = Symbol('nest-cache:not-replayable');
 
 const NO_TAGS: readonly string[] = Object.freeze([]);
 
+/** A handler run that has not produced a value (yet). */
+const NO_VALUE = Symbol('nest-cache:no-value');
+
 /** CacheInterceptor.withCache(name), one class per name: the same class is the same interceptor. */
 const namedInterceptors = new Map<string, Type<CacheInterceptor>>();
 
@@ -938,6 +964,11 @@ const namedInterceptors = new Map<string, Type<CacheInterceptor>>();
 function isServerError(error: unknown): boolean {
   const status = (error as { getStatus?: () => unknown } | null)?.getStatus?.();
   return typeof status !== 'number' || status >= 500;
+}
+
+/** A route's @CacheTTL (null: never expires), else the module's http.ttl. */
+function routeTtl(route: Ttl | undefined, module: Ttl | undefined): Ttl | undefined {
+  return route === undefined ? module : route;
 }
 
 /** How long the entry has been stale (negative while fresh). */

@@ -54,6 +54,11 @@ const TTL_S = 10;
 const TTL_MS = TTL_S * 1_000;
 const WINDOW_MS = 60_000;
 
+/** A class instance a handler returns (an ORM entity, say). */
+class Report {
+  constructor(readonly run: number) {}
+}
+
 @Controller('news')
 @UseInterceptors(CacheInterceptor)
 class NewsController {
@@ -96,6 +101,22 @@ class NewsController {
     if (control.fail === 'http') throw new ServiceUnavailableException('the origin is down');
     if (control.fail === 'not-found') throw new NotFoundException('gone');
     return { run };
+  }
+
+  /** Returns a class instance: sent as JSON, but not plain data for the serializer. */
+  @Get('soft-instance')
+  @CacheTTL(TTL_S)
+  @CacheStale({ staleIfError: '1m', softTimeout: '100ms' })
+  softInstance() {
+    return new Report(this.calls.ran('soft-instance'));
+  }
+
+  /** Never expires: its stale window never applies. */
+  @Get('forever')
+  @CacheTTL(null)
+  @CacheStale({ staleWhileRevalidate: '1m' })
+  forever() {
+    return { run: this.calls.ran('forever') };
   }
 
   /** No @CacheStale: the module's http stale windows apply. */
@@ -350,6 +371,28 @@ describe.each(ADAPTERS)('on $name', (adapter) => {
 
       expect(summary(fast)).toEqual([200, 'MISS', { run: 2 }]);
       expect(summary(after)).toEqual([200, 'HIT', { run: 2 }]);
+    });
+
+    it('softTimeout: past the ttl, a handler value the cache cannot store (a class instance) is the answer (MISS), not the stale entry', async () => {
+      const { send, prime } = await startApp();
+
+      await prime('/news/soft-instance');
+      const cached = await send('/news/soft-instance'); // stored as the JSON sent
+      now += TTL_MS + 1_000;
+      const fresh = await send('/news/soft-instance');
+
+      expect(summary(cached)).toEqual([200, 'HIT', { run: 1 }]);
+      expect(summary(fresh)).toEqual([200, 'MISS', { run: 2 }]);
+    });
+
+    it('@CacheTTL(null) under @CacheStale: the entry never expires, and is a HIT a day later', async () => {
+      const { send, prime } = await startApp();
+
+      await prime('/news/forever');
+      now += 86_400_000;
+      const later = await send('/news/forever');
+
+      expect(summary(later)).toEqual([200, 'HIT', { run: 1 }]);
     });
 
     it('softTimeout: past the ttl, a 503 is answered from the stale entry, a 404 goes through', async () => {
