@@ -178,6 +178,8 @@ type Read = Entry | typeof MISS;
  * value shared with concurrent callers (who must never modify it). Not exported from the package.
  */
 export const readShared = Symbol('nest-cache:read-shared');
+/** How CacheInterceptor counts what it served from a [readShared] read. Not exported from the package. */
+export const countServed = Symbol('nest-cache:count-served');
 /**
  * CacheInterceptor's write of what a flight produced: dated when the flight started, and dropped
  * when its key or a tag was invalidated meanwhile. Not exported from the package.
@@ -356,8 +358,8 @@ export abstract class BaseCache {
     }
   }
 
-  /** Counts what a [readShared] caller served. */
-  count(what: 'hits' | 'misses' | 'stale'): void {
+  /** See countServed: counts what a [readShared] caller served. */
+  [countServed](what: 'hits' | 'misses' | 'stale'): void {
     this.stats[what] += 1;
   }
 

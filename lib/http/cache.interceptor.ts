@@ -18,7 +18,7 @@ import {
 import { RouteParamtypes } from '@nestjs/common/enums/route-paramtypes.enum.js';
 import { ApplicationConfig, HttpAdapterHost, ModuleRef, Reflector } from '@nestjs/core';
 import { catchError, mergeMap, type Observable, of, tap, throwError } from 'rxjs';
-import { BaseCache, readShared, storeLed, type SetOptions } from '../base-cache.js';
+import { BaseCache, countServed, readShared, storeLed, type SetOptions } from '../base-cache.js';
 import type { CacheModuleOptions } from '../cache-module.options.js';
 import {
   CACHE_KEY_METADATA,
@@ -225,11 +225,11 @@ export class CacheInterceptor implements NestInterceptor {
         if (body !== NOT_REPLAYABLE) {
           const staleMs = staleFor(found.meta, this.cache.clock.now());
           if (staleMs < 0) {
-            this.cache.count('hits');
+            this.cache[countServed]('hits');
             return this.hit(response, cached, body, 'HIT');
           }
           if (staleMs < policy.staleWhileRevalidateMs) {
-            this.cache.count('stale');
+            this.cache[countServed]('stale');
             if (mayLead) this.refresh(context, request, key, tags, next, cached);
             return this.hit(response, cached, body, 'STALE');
           }
@@ -261,7 +261,7 @@ export class CacheInterceptor implements NestInterceptor {
         const body = this.bodyOf(context, landing.value, vary);
         if (body !== NOT_REPLAYABLE) {
           // Not found in the cache: waited for another request's run, as getOrSet counts it.
-          this.cache.count('misses');
+          this.cache[countServed]('misses');
           return this.hit(response, landing.value, body, 'HIT');
         }
       }
@@ -274,7 +274,7 @@ export class CacheInterceptor implements NestInterceptor {
           landing.kind === 'timeout' ||
           landing.kind === 'soft-timeout')
       ) {
-        this.cache.count('stale');
+        this.cache[countServed]('stale');
         return this.hit(response, fallback.entry, fallback.body, 'STALE');
       }
       // The leader's client left: lead the next flight, or follow it. After a response that may
@@ -392,7 +392,7 @@ export class CacheInterceptor implements NestInterceptor {
     if (landing.kind === 'value') {
       const body = this.bodyOf(context, landing.value, policy.vary);
       if (body !== NOT_REPLAYABLE) {
-        this.cache.count('misses');
+        this.cache[countServed]('misses');
         return this.hit(response, landing.value, body, 'MISS');
       }
     }
@@ -400,16 +400,16 @@ export class CacheInterceptor implements NestInterceptor {
     // it is the answer, not stored.
     const value = handlerValue();
     if (landing.kind === 'unshareable' && value !== NO_VALUE) {
-      this.cache.count('misses');
+      this.cache[countServed]('misses');
       this.mark(response, 'MISS');
       return of(value);
     }
     if (landing.kind === 'error' && !isServerError(landing.error)) {
-      this.cache.count('misses');
+      this.cache[countServed]('misses');
       this.mark(response, 'MISS');
       return throwError(() => landing.error);
     }
-    this.cache.count('stale');
+    this.cache[countServed]('stale');
     return this.hit(response, fallback.entry, fallback.body, 'STALE');
   }
 
@@ -632,7 +632,7 @@ export class CacheInterceptor implements NestInterceptor {
 
   /** A MISS that neither leads nor stores: the handler answers this request only. */
   private passThrough(request: object, response: unknown, next: CallHandler): Observable<unknown> {
-    this.cache.count('misses');
+    this.cache[countServed]('misses');
     this.mark(response, 'MISS');
     return this.handled(request, next);
   }
@@ -655,7 +655,7 @@ export class CacheInterceptor implements NestInterceptor {
     const http = context.switchToHttp();
     const request = http.getRequest();
     const response = http.getResponse();
-    this.cache.count('misses');
+    this.cache[countServed]('misses');
     this.mark(response, 'MISS');
     const replayAs = this.replayAs(context);
     const raw = rawOf(response);
@@ -720,7 +720,7 @@ export class CacheInterceptor implements NestInterceptor {
       // (4xx: not found, forbidden) is the answer, and goes through.
       catchError((error: unknown) => {
         if (!fallback || raw.headersSent || !isServerError(error)) throw error;
-        this.cache.count('stale');
+        this.cache[countServed]('stale');
         return of(this.replay(response, fallback.entry, fallback.body, 'STALE'));
       }),
     );
