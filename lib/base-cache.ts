@@ -37,6 +37,7 @@ import {
   type Entry,
   type EntryMeta,
   encodeEntry,
+  staleFor,
 } from './entry.js';
 import { FailurePolicy } from './failure-policy.js';
 import { Flights, landingWithin, type Lead } from './flights.js';
@@ -1230,11 +1231,6 @@ function isCounter(entry: Entry): entry is CounterEntry {
 /** Whether the entry may still be served at all (fresh, or inside its stale window). */
 function isKept(entry: EntryMeta, now: number): boolean {
   return entry.staleUntil === null || now < entry.staleUntil;
-}
-
-/** How long the entry has been stale (negative while fresh). */
-function staleFor(entry: EntryMeta, now: number): number {
-  return entry.freshUntil === null ? -Infinity : now - entry.freshUntil;
 }
 
 function latest(times: (number | null)[]): number | null {

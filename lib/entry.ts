@@ -66,6 +66,11 @@ export function encodeEntry(meta: EntryMeta, body: Uint8Array): Buffer {
   return out;
 }
 
+/** How long the entry has been stale at `now`, in ms (negative while fresh; -Infinity if it never expires). */
+export function staleFor(meta: EntryMeta, now: number): number {
+  return meta.freshUntil === null ? -Infinity : now - meta.freshUntil;
+}
+
 /** The entry in `bytes`, or undefined when they are not an entry of this format. */
 export function decodeEntry(bytes: Uint8Array): Entry | undefined {
   if (bytes.byteLength < HEADER_BYTES || bytes[0] !== MAGIC || bytes[1] !== ENTRY_FORMAT) {

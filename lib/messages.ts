@@ -152,9 +152,6 @@ export const messages = {
   decoratorNotStatic: (decorator: string, method: string) =>
     `${decorator} on ${method} does nothing: its provider is request-scoped or transient (or depends on one), and nest-cache wraps the methods of singleton providers only. Move the cached method to a singleton provider, or call cache.getOrSet() inside it.`,
 
-  evictFailed: (method: string, reason: string) =>
-    `@CacheEvict on ${method} could not evict (${reason}); the call itself succeeded. Fix the keys or tags function of @CacheEvict.`,
-
   notCacheable: (method: unknown) =>
     `invalidateCacheable() needs a @Cacheable method as Nest's instance holds it (e.g. this.reports.find), got ${describe(method)}. The method is wrapped when its module initializes; pass it from the injected instance, not from the class prototype.`,
 

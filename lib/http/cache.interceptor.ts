@@ -34,7 +34,7 @@ import {
 } from '../cache.constants.js';
 import { CACHE_MODULE_OPTIONS, getCacheOptionsToken, getCacheToken } from '../cache.tokens.js';
 import { CacheConfigError } from '../errors.js';
-import type { EntryMeta } from '../entry.js';
+import { staleFor } from '../entry.js';
 import { type Flights, landingWithin, type Lead } from '../flights.js';
 import { MAX_RECORDED_BODY_BYTES } from '../cache.constants.js';
 import { messages, reasonOf } from '../messages.js';
@@ -969,11 +969,6 @@ function isServerError(error: unknown): boolean {
 /** A route's @CacheTTL (null: never expires), else the module's http.ttl. */
 function routeTtl(route: Ttl | undefined, module: Ttl | undefined): Ttl | undefined {
   return route === undefined ? module : route;
-}
-
-/** How long the entry has been stale (negative while fresh). */
-function staleFor(meta: EntryMeta, now: number): number {
-  return meta.freshUntil === null ? -Infinity : now - meta.freshUntil;
 }
 
 /** A byte-mode body before it is sent: the entry will keep the bytes sent (see sentText). */
