@@ -149,6 +149,12 @@ export interface DriverContext {
   readonly operationTimeoutMs: number;
   /** Logs a backend problem noticed outside a call (a dropped connection), rate-limited. Never put values or passwords in it. */
   warn(message: string): void;
+  /**
+   * What every key this cache hands the driver starts with (its entries' and its tag records'
+   * namespaces both do): a driver that keeps state of its own in the store (a namespace
+   * generation, say) names it under this prefix.
+   */
+  readonly keyPrefix: string;
 }
 
 /** An entry read and decoded: its metadata and value (a counter has no envelope: plain metadata). */
@@ -271,6 +277,7 @@ export abstract class BaseCache {
             clock: this.clock,
             operationTimeoutMs: this.operationTimeoutMs,
             warn: (message) => this.failures.warn(message),
+            keyPrefix: escapePrefix(this.prefix),
           })
         : driver,
     );
@@ -445,9 +452,18 @@ export abstract class BaseCache {
     const glob = compileGlob(pattern);
     this.valueFlightsInvalidate((key) => glob.regex.test(key));
     this.forgetAll();
+    const { scan, clear } = this.driver;
+    if (!scan) {
+      // A store that cannot list its keys: every entry of the namespace goes (never too few).
+      this.failures.warn(messages.patternClearsNamespace(this.driver.name, pattern));
+      await this.attempt('deleteByPattern', undefined, async () =>
+        clear!.call(this.driver, [this.namespace], this.scanStep),
+      );
+      return 0;
+    }
     let removed = 0;
     const sweep = async (hint: string | undefined) => {
-      for await (const batch of this.driver.scan(this.namespace, hint, this.scanStep)) {
+      for await (const batch of scan.call(this.driver, this.namespace, hint, this.scanStep)) {
         const plain: string[] = [];
         const shortened: string[] = [];
         for (const full of batch) {
@@ -530,9 +546,10 @@ export abstract class BaseCache {
       'clear',
       undefined,
       async () => {
-        if (this.driver.clear) return this.driver.clear(prefixes, this.scanStep);
+        const { scan, clear } = this.driver;
+        if (clear) return clear.call(this.driver, prefixes, this.scanStep);
         for (const prefix of prefixes) {
-          for await (const keys of this.driver.scan(prefix, undefined, this.scanStep)) {
+          for await (const keys of scan!.call(this.driver, prefix, undefined, this.scanStep)) {
             await this.scanStep(Promise.resolve(this.driver.delete(keys)));
           }
         }
@@ -1294,12 +1311,13 @@ function validClock(clock: unknown): Clock {
   return clock as Clock;
 }
 
-const REQUIRED_DRIVER_METHODS = ['get', 'set', 'delete', 'ttl', 'scan', 'close'] as const;
+const REQUIRED_DRIVER_METHODS = ['get', 'set', 'delete', 'ttl', 'close'] as const;
 
 function validDriver(driver: unknown): CacheDriver {
-  const missing = REQUIRED_DRIVER_METHODS.filter(
-    (method) => typeof (driver as Record<string, unknown> | null)?.[method] !== 'function',
-  );
+  const has = (method: string) =>
+    typeof (driver as Record<string, unknown> | null)?.[method] === 'function';
+  const missing: string[] = REQUIRED_DRIVER_METHODS.filter((method) => !has(method));
+  if (!has('scan') && !has('clear')) missing.push('scan (or clear)');
   if (missing.length > 0) throw new CacheConfigError(messages.invalidDriver(driver, missing));
   return driver as CacheDriver;
 }

@@ -2,6 +2,9 @@ import type { ExecutionContext } from '@nestjs/common';
 import type { BaseCache, BaseCacheOptions, DriverContext } from './base-cache.js';
 import type { CacheDriver } from './driver.js';
 import type { Ttl } from './ttl.js';
+import type { DiskCacheOptions } from './stores/disk.cache.js';
+import type { KeyvCacheOptions } from './stores/keyv.cache.js';
+import type { MemcachedCacheOptions } from './stores/memcached.cache.js';
 import type { MemoryCacheOptions } from './stores/memory.cache.js';
 import type { RedisCacheOptions } from './stores/redis.cache.js';
 
@@ -13,12 +16,21 @@ export type CacheBackendClass = new (options: CacheModuleOptions) => BaseCache;
  * makes one from the cache's DriverContext), or a class that extends BaseCache.
  */
 export type CacheBackend =
-  'memory' | 'redis' | CacheDriver | ((context: DriverContext) => CacheDriver) | CacheBackendClass;
+  | 'memory'
+  | 'redis'
+  | 'memcached'
+  | 'disk'
+  | 'keyv'
+  | CacheDriver
+  | ((context: DriverContext) => CacheDriver)
+  | CacheBackendClass;
 
 /** Options of CacheModule.forRoot / the value forRootAsync's factory resolves to. */
 export interface CacheModuleOptions extends BaseCacheOptions {
   /**
-   * 'memory' (embedded, per process), 'redis' (shared, needs `npm install ioredis`), a driver
+   * 'memory' (embedded, per process), 'redis' (shared, needs `npm install ioredis`), 'memcached'
+   * (shared, needs `npm install memjs`), 'disk' (persistent, shared by the processes of one
+   * machine, needs `npm install lmdb`), 'keyv' (any Keyv storage adapter), a driver
    * of your own (or a function of the DriverContext that makes one), or a class that extends BaseCache.
    * @default 'memory'
    */
@@ -31,6 +43,12 @@ export interface CacheModuleOptions extends BaseCacheOptions {
    * @default { url: 'redis://127.0.0.1:6379' }
    */
   redis?: RedisCacheOptions;
+  /** Servers and credentials of the memcached backend. @default { servers: '127.0.0.1:11211' } */
+  memcached?: MemcachedCacheOptions;
+  /** Location and bounds of the disk backend. */
+  disk?: DiskCacheOptions;
+  /** The Keyv store (or Keyv instance) of the keyv backend. */
+  keyv?: KeyvCacheOptions;
   /**
    * false turns caching off: CacheInterceptor passes every request through and BaseCache is a
    * no-op that always misses (for local development and tests).

@@ -2,6 +2,9 @@ import { BaseCache, DriverCache } from './base-cache.js';
 import type { CacheModuleOptions } from './cache-module.options.js';
 import { CacheConfigError } from './errors.js';
 import { messages } from './messages.js';
+import { DiskCache } from './stores/disk.cache.js';
+import { KeyvCache } from './stores/keyv.cache.js';
+import { MemcachedCache } from './stores/memcached.cache.js';
 import { MemoryCache } from './stores/memory.cache.js';
 import { NoopCache } from './stores/noop.cache.js';
 import { RedisCache } from './stores/redis.cache.js';
@@ -21,6 +24,9 @@ export async function createCache(options: CacheModuleOptions = {}): Promise<Bas
   const backend = options.backend ?? 'memory';
   if (backend === 'memory') return new MemoryCache(options);
   if (backend === 'redis') return RedisCache.create(options);
+  if (backend === 'memcached') return MemcachedCache.create(options);
+  if (backend === 'disk') return DiskCache.create(options);
+  if (backend === 'keyv') return KeyvCache.create(options);
   if (typeof backend === 'function' && backend.prototype instanceof BaseCache) {
     return new (backend as new (options: CacheModuleOptions) => BaseCache)(options);
   }

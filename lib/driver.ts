@@ -45,14 +45,17 @@ export interface CacheDriver {
   delete(keys: string[]): MaybePromise<number>;
   /** Remaining time to live in ms; null when the key never expires; undefined when it is missing. */
   ttl(key: string): MaybePromise<number | null | undefined>;
+  /** Releases what the driver opened. Called once. */
+  close(): MaybePromise<void>;
   /**
    * The keys that start with `prefix`, in batches, each round trip through `step`. `pattern` is a
    * hint (a Redis-style glob, already escaped, for the rest of the key): a driver may use it to
    * send fewer keys, or ignore it; BaseCache filters the keys exactly either way.
+   *
+   * A store that cannot list its keys (Memcached) leaves scan out and implements `clear`; then
+   * deleteByPattern clears the whole namespace (it can only over-invalidate, never miss a key).
    */
-  scan(prefix: string, pattern: string | undefined, step: Step): AsyncIterable<string[]>;
-  /** Releases what the driver opened. Called once. */
-  close(): MaybePromise<void>;
+  scan?(prefix: string, pattern: string | undefined, step: Step): AsyncIterable<string[]>;
 
   /** Reads many keys in one round trip; undefined (or null) where missing. */
   getMany?(keys: string[]): MaybePromise<(Uint8Array | null | undefined)[]>;
@@ -75,7 +78,10 @@ export interface CacheDriver {
    * least; a missing one is created to live `keepMs` (writes in progress may still carry the tag).
    */
   invalidateTags?(keys: string[], at: number, keepMs: number): MaybePromise<void>;
-  /** Deletes every key that starts with one of `prefixes`, natively (an LRU of its own: clear it). */
+  /**
+   * Deletes every key that starts with one of `prefixes`, natively (an LRU of its own: clear it;
+   * a store that cannot list keys: move to a new namespace generation). Required without `scan`.
+   */
   clear?(prefixes: string[], step: Step): MaybePromise<void>;
 }
 

@@ -31,7 +31,7 @@ export const messages = {
     `getOrSet("${key}"): its factory had not settled ${ms} ms after it started, so every caller waiting on it gave up. Make the factory settle sooner or raise the "getOrSetTimeout" option.`,
 
   unknownBackend: (backend: unknown) =>
-    `Unknown cache backend ${describe(backend)} in CacheModule options "backend". Use 'memory' (the default), 'redis', a driver (an object with get, set, delete, ttl, scan and close, or a function that returns one), or a class that extends BaseCache.`,
+    `Unknown cache backend ${describe(backend)} in CacheModule options "backend". Use 'memory' (the default), 'redis', 'memcached', 'disk', 'keyv', a driver (an object with get, set, delete, ttl, close and scan or clear, or a function that returns one), or a class that extends BaseCache.`,
 
   cacheRegisteredTwice: (name: string | undefined) =>
     name === undefined
@@ -132,7 +132,10 @@ export const messages = {
     `The background refresh of "${key}" failed (${reason}); its stale value is still served until its stale window ends.`,
 
   invalidDriver: (driver: unknown, missing: readonly string[]) =>
-    `Invalid cache driver ${describe(driver)}: it lacks ${missing.join(', ')}. A driver implements get, set, delete, ttl, scan and close on full keys and bytes (see CacheDriver in the README, "A backend of your own").`,
+    `Invalid cache driver ${describe(driver)}: it lacks ${missing.join(', ')}. A driver implements get, set, delete, ttl, close and scan (or clear, for a store that cannot list keys) on full keys and bytes (see CacheDriver in the README, "A backend of your own").`,
+
+  patternClearsNamespace: (driver: string, pattern: string) =>
+    `deleteByPattern(${JSON.stringify(pattern)}): the ${driver} backend cannot list its keys, so every entry of this cache's namespace was removed (the count returned is 0). To invalidate a group of entries selectively there, tag them and call invalidateTags().`,
 
   unkeyableArgument: (method: string, path: string, what: string) =>
     `@Cacheable ${method}: its ${path} is ${what}, which the default key cannot represent faithfully (two different calls could share an entry). Pass plain data (strings, numbers, plain objects, arrays, Dates, objects with toJSON()), or give @Cacheable a key: { key: (...args) => string }.`,
