@@ -170,7 +170,86 @@ export const messages = {
   evictStepFailed: (method: string, step: 'keys' | 'tags' | 'all', reason: string) =>
     `@CacheEvict on ${method} could not ${step === 'keys' ? 'delete its keys' : step === 'tags' ? 'invalidate its tags' : 'clear the cache'} (${reason}); the call itself succeeded, and its other evictions, if any, still ran.` +
     (step === 'all' ? '' : ` Fix the ${step} function of @CacheEvict.`),
+
+  // ---- memcached backend (lib/stores/memcached.cache.ts) ----
+
+  memjsMissing: () =>
+    `CacheModule option backend: 'memcached' needs the memjs package, which is not installed. Run \`npm install memjs\`, or use backend: 'memory'.`,
+
+  badMemcachedServer: (entry: string, problem: string) =>
+    `Invalid CacheModule option "memcached.servers": ${entry} ${problem}. Use 'host:port' (port 11211 when left out; '[::1]:11211' for IPv6), a comma-separated list of them, or an array.`,
+
+  memcachedTimeoutOverOperationTimeout: (requestMs: number, operationMs: number) =>
+    `Invalid CacheModule option "memcached": a request may take ${requestMs} ms ((retries + 1) × (connectTimeout + commandTimeout), plus 200 ms between tries), which is not below "operationTimeout" (${operationMs} ms), so the cache would give up on requests the client still waits for. Lower memcached.commandTimeout (default 500), memcached.connectTimeout (default 500) or memcached.retries (default 0), or raise operationTimeout (default '2s').`,
+
+  adoptedMemcachedClientSlow: (requestMs: number, operationMs: number) =>
+    `The memjs client passed as "memcached.client" may wait ${requestMs} ms for a request (its retries, timeout and conntimeout), not below "operationTimeout" (${operationMs} ms): the cache gives up first and counts an error while the client still waits. Create the client with smaller retries/timeout/conntimeout, or let MemcachedCache create it.`,
+
+  memcachedClientSaid: (target: string, line: string) =>
+    `MemcachedCache cannot use memcached at ${target} (memjs: ${line}); it fails open meanwhile (reads are misses, writes are dropped) and tries again on the next call. Check that memcached is up and that CacheModule option "memcached.servers" points to it.`,
+
+  memcachedValueTooLarge: (key: string, bytes: number) =>
+    `Entry "${key}" (${bytes} bytes with its metadata) was not stored: memcached refused it as larger than its item size (memcached -I, 1 MB by default); the entry it replaced was removed. Store smaller values, or start memcached with a larger -I.`,
+
+  memcachedAnswered: (operation: string, status: number) =>
+    `memcached answered ${operation} with status 0x${status.toString(16).padStart(4, '0')} (${MEMCACHED_STATUS[status] ?? 'unknown status'})`,
+
+  memcachedContended: (key: string, tries: number) =>
+    `"${key}" was changed by other clients ${tries} times while this one tried to update it (compare-and-swap); the update was given up`,
+
+  // ---- keyv backend (lib/stores/keyv.cache.ts) ----
+
+  keyvMissing: () =>
+    `CacheModule option backend: 'keyv' needs the keyv package (version 5), which is not installed. Run \`npm install keyv\` (and the storage adapter you use, e.g. @keyv/redis), or use backend: 'memory'.`,
+
+  keyvStoreMissing: () =>
+    `CacheModule option backend: 'keyv' needs "keyv.store": a Keyv storage adapter (keyv: { store: new KeyvRedis('redis://localhost:6379') }) or a Keyv instance (keyv: { store: new Keyv({ store }) }), as you would list it in "stores" of @nestjs/cache-manager. For a cache in this process only, use backend: 'memory'.`,
+
+  keyvInvalidStore: (store: string) =>
+    `Invalid CacheModule option "keyv.store": ${store}. Pass a Keyv storage adapter (an object with get, set, delete and clear, such as new KeyvRedis(url) or new KeyvPostgres({ uri })), a Keyv instance, or a Map.`,
+
+  keyvStoreFailed: (store: string, reason: string) =>
+    `The Keyv store ${store} reported an error (${reason}); the cache fails open meanwhile: reads are misses, writes are dropped, requests are still served.`,
+
+  // ---- disk backend (lib/stores/disk.cache.ts) ----
+
+  lmdbMissing: () =>
+    `CacheModule option backend: 'disk' needs the lmdb package, which is not installed. Run \`npm install lmdb\`, or use backend: 'memory'.`,
+
+  diskPathRequired: (path: unknown) =>
+    `Invalid CacheModule option "disk.path": ${describe(path)}. The disk backend needs the directory of its store, e.g. disk: { path: '/var/cache/my-app' }: a directory that survives restarts and that every process of the app sees (a volume in a container; not a temporary directory that is cleared at boot).`,
+
+  diskPathUnusable: (path: string, problem: string) =>
+    `Invalid CacheModule option "disk.path": ${JSON.stringify(path)} ${problem}.`,
+
+  diskStoreUnopenable: (path: string, reason: string) =>
+    `Invalid CacheModule option "disk.path": the store in ${JSON.stringify(path)} cannot be opened (${reason}). If another program wrote it, point disk.path to a new directory; if it is a nest-cache store that is damaged, delete the directory (a cache loses nothing that matters) and restart.`,
+
+  diskStoreForeign: (path: string) =>
+    `Invalid CacheModule option "disk.path": ${JSON.stringify(path)} holds an LMDB store that nest-cache did not create (another program's data). nest-cache never writes into it: point disk.path to a new or empty directory.`,
+
+  diskStoreNewer: (path: string, found: unknown, supported: number) =>
+    `Invalid CacheModule option "disk.path": the store in ${JSON.stringify(path)} has format ${describe(found)}, newer than this version of nest-cache reads (format ${supported}); a newer nest-cache wrote it. Upgrade nest-cache in every process that shares the store, or point disk.path to another directory.`,
+
+  diskStoreFull: (path: string, maxSize: number) =>
+    `The disk store in ${JSON.stringify(path)} is at its size bound (CacheModule option "disk.maxSize", ${maxSize} bytes): writes are dropped while the entries that expire soonest are evicted. Raise disk.maxSize if this happens often.`,
+
+  diskWriteFailed: (path: string, reason: string) =>
+    `The disk store in ${JSON.stringify(path)} could not write (${reason}); the cache fails open: the write is dropped, reads go on. Free disk space, or lower CacheModule option "disk.maxSize".`,
 } as const;
+
+/** What memcached's binary-protocol statuses mean, for memcachedAnswered(). */
+const MEMCACHED_STATUS: Record<number, string> = {
+  0x04: 'invalid arguments',
+  0x05: 'item not stored',
+  0x08: 'authentication error',
+  0x81: 'unknown command',
+  0x82: 'out of memory',
+  0x83: 'not supported',
+  0x84: 'internal error',
+  0x85: 'busy',
+  0x86: 'temporary failure',
+};
 
 /** The error's message only: never its stack of arguments, so no value or password is logged. */
 export function reasonOf(error: unknown): string {

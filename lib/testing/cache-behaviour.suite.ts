@@ -26,6 +26,17 @@ export interface TestApi {
   afterEach(body: () => Promise<void>): void;
 }
 
+/** What the backend under test can do, where backends may differ. */
+export interface SuiteTraits {
+  /**
+   * false for a store that cannot list its keys (a driver without `scan`, such as memcached's):
+   * deleteByPattern then clears the whole namespace, and the suite checks that instead of
+   * selective matching.
+   * @default true
+   */
+  listsKeys?: boolean;
+}
+
 /** Makes a cache of the backend under test with the given options (each test uses its own prefix). */
 export type CacheFactory = (options: BaseCacheOptions) => BaseCache | Promise<BaseCache>;
 
@@ -45,6 +56,7 @@ export function cacheBehaviourSuite(
   name: string,
   create: CacheFactory,
   { describe, it, afterEach }: TestApi,
+  { listsKeys = true }: SuiteTraits = {},
 ): void {
   const run = `${process.pid}-${++suiteRun}`;
   let made: BaseCache[] = [];
@@ -729,116 +741,140 @@ export function cacheBehaviourSuite(
     });
 
     describe('deleteByPattern', () => {
-      it("'user:*' deletes user:1 and user:2, not users or other, and resolves how many", async () => {
-        const c = await cache();
-        await c.setMany(
-          ['user:1', 'user:2', 'users', 'other', 'user'].map((key) => ({ key, value: key })),
-        );
-        assert.equal(await c.deleteByPattern('user:*'), 2);
-        assert.deepEqual(await c.getMany(['user:1', 'user:2', 'users', 'other', 'user']), [
-          undefined,
-          undefined,
-          'users',
-          'other',
-          'user',
-        ]);
-      });
+      if (!listsKeys) {
+        it("a store that cannot list its keys: any pattern removes every entry of the cache's namespace (never too few), resolves 0, and leaves other namespaces alone", async () => {
+          const c = await cache();
+          const other = await cache();
+          await c.setMany(['user:1', 'user:2', 'other'].map((key) => ({ key, value: key })));
+          await other.set('user:1', 'kept');
+          assert.equal(await c.deleteByPattern('user:*'), 0);
+          assert.deepEqual(await c.getMany(['user:1', 'user:2', 'other']), [
+            undefined,
+            undefined,
+            undefined,
+          ]);
+          assert.equal(await other.get('user:1'), 'kept');
+          await c.set('user:3', 3);
+          assert.equal(await c.get('user:3'), 3);
+        });
+      } else {
+        it("'user:*' deletes user:1 and user:2, not users or other, and resolves how many", async () => {
+          const c = await cache();
+          await c.setMany(
+            ['user:1', 'user:2', 'users', 'other', 'user'].map((key) => ({ key, value: key })),
+          );
+          assert.equal(await c.deleteByPattern('user:*'), 2);
+          assert.deepEqual(await c.getMany(['user:1', 'user:2', 'users', 'other', 'user']), [
+            undefined,
+            undefined,
+            'users',
+            'other',
+            'user',
+          ]);
+        });
 
-      it("'?' matches exactly one character (an emoji is one)", async () => {
-        const c = await cache();
-        const keys = ['ka', 'k:', 'k🔑', 'k', 'kab'];
-        await c.setMany(keys.map((key) => ({ key, value: key })));
-        assert.equal(await c.deleteByPattern('k?'), 3);
-        assert.deepEqual(await c.getMany(keys), [undefined, undefined, undefined, 'k', 'kab']);
-      });
+        it("'?' matches exactly one character (an emoji is one)", async () => {
+          const c = await cache();
+          const keys = ['ka', 'k:', 'k🔑', 'k', 'kab'];
+          await c.setMany(keys.map((key) => ({ key, value: key })));
+          assert.equal(await c.deleteByPattern('k?'), 3);
+          assert.deepEqual(await c.getMany(keys), [undefined, undefined, undefined, 'k', 'kab']);
+        });
 
-      it("'[a-c]' matches one character of the range", async () => {
-        const c = await cache();
-        const keys = ['ka', 'kb', 'kc', 'kd', 'kA', 'k-', 'kab'];
-        await c.setMany(keys.map((key) => ({ key, value: key })));
-        assert.equal(await c.deleteByPattern('k[a-c]'), 3);
-        assert.deepEqual(await c.getMany(keys), [
-          undefined,
-          undefined,
-          undefined,
-          'kd',
-          'kA',
-          'k-',
-          'kab',
-        ]);
-      });
+        it("'[a-c]' matches one character of the range", async () => {
+          const c = await cache();
+          const keys = ['ka', 'kb', 'kc', 'kd', 'kA', 'k-', 'kab'];
+          await c.setMany(keys.map((key) => ({ key, value: key })));
+          assert.equal(await c.deleteByPattern('k[a-c]'), 3);
+          assert.deepEqual(await c.getMany(keys), [
+            undefined,
+            undefined,
+            undefined,
+            'kd',
+            'kA',
+            'k-',
+            'kab',
+          ]);
+        });
 
-      it("'[^a]' matches one character not in the set", async () => {
-        const c = await cache();
-        const keys = ['ka', 'kb', 'k*', 'kbb', 'k'];
-        await c.setMany(keys.map((key) => ({ key, value: key })));
-        assert.equal(await c.deleteByPattern('k[^a]'), 2);
-        assert.deepEqual(await c.getMany(keys), ['ka', undefined, undefined, 'kbb', 'k']);
-      });
+        it("'[^a]' matches one character not in the set", async () => {
+          const c = await cache();
+          const keys = ['ka', 'kb', 'k*', 'kbb', 'k'];
+          await c.setMany(keys.map((key) => ({ key, value: key })));
+          assert.equal(await c.deleteByPattern('k[^a]'), 2);
+          assert.deepEqual(await c.getMany(keys), ['ka', undefined, undefined, 'kbb', 'k']);
+        });
 
-      it("'\\*', '\\?' and '\\[' match the literal character only", async () => {
-        const c = await cache();
-        const keys = ['a*', 'ab', 'a?', 'a[b]', 'a\\'];
-        await c.setMany(keys.map((key) => ({ key, value: key })));
-        assert.equal(await c.deleteByPattern('a\\*'), 1);
-        assert.equal(await c.deleteByPattern('a\\?'), 1);
-        assert.equal(await c.deleteByPattern('a\\[b\\]'), 1);
-        assert.equal(await c.deleteByPattern('a\\\\'), 1);
-        assert.deepEqual(await c.getMany(keys), [undefined, 'ab', undefined, undefined, undefined]);
-      });
+        it("'\\*', '\\?' and '\\[' match the literal character only", async () => {
+          const c = await cache();
+          const keys = ['a*', 'ab', 'a?', 'a[b]', 'a\\'];
+          await c.setMany(keys.map((key) => ({ key, value: key })));
+          assert.equal(await c.deleteByPattern('a\\*'), 1);
+          assert.equal(await c.deleteByPattern('a\\?'), 1);
+          assert.equal(await c.deleteByPattern('a\\[b\\]'), 1);
+          assert.equal(await c.deleteByPattern('a\\\\'), 1);
+          assert.deepEqual(await c.getMany(keys), [
+            undefined,
+            'ab',
+            undefined,
+            undefined,
+            undefined,
+          ]);
+        });
 
-      it("keys holding ':' and glob characters are matched as written", async () => {
-        const c = await cache();
-        const keys = ['x:*:1', 'x:?:2', 'x:[a]:3', 'x:a:4', 'x::5'];
-        await c.setMany(keys.map((key) => ({ key, value: key })));
-        assert.equal(await c.deleteByPattern('x:\\*:*'), 1);
-        assert.equal(await c.deleteByPattern('x:\\[a\\]:?'), 1);
-        assert.equal(await c.deleteByPattern('x:?:*'), 2); // 'x:?:2' and 'x:a:4'
-        assert.deepEqual(await c.getMany(keys), [
-          undefined,
-          undefined,
-          undefined,
-          undefined,
-          'x::5',
-        ]);
-      });
+        it("keys holding ':' and glob characters are matched as written", async () => {
+          const c = await cache();
+          const keys = ['x:*:1', 'x:?:2', 'x:[a]:3', 'x:a:4', 'x::5'];
+          await c.setMany(keys.map((key) => ({ key, value: key })));
+          assert.equal(await c.deleteByPattern('x:\\*:*'), 1);
+          assert.equal(await c.deleteByPattern('x:\\[a\\]:?'), 1);
+          assert.equal(await c.deleteByPattern('x:?:*'), 2); // 'x:?:2' and 'x:a:4'
+          assert.deepEqual(await c.getMany(keys), [
+            undefined,
+            undefined,
+            undefined,
+            undefined,
+            'x::5',
+          ]);
+        });
 
-      it('resolves 0 when nothing matches, and deletes nothing', async () => {
-        const c = await cache();
-        await c.set('k', 1);
-        assert.equal(await c.deleteByPattern('nothing:*'), 0);
-        assert.equal(await c.get('k'), 1);
-      });
+        it('resolves 0 when nothing matches, and deletes nothing', async () => {
+          const c = await cache();
+          await c.set('k', 1);
+          assert.equal(await c.deleteByPattern('nothing:*'), 0);
+          assert.equal(await c.get('k'), 1);
+        });
 
-      it("is scoped to the cache's namespace, even when a prefix holds glob characters", async () => {
-        const base = `suite-${run}-${++count}`;
-        const globby = await cache({ prefix: `${base}a*` });
-        const plain = await cache({ prefix: `${base}ab` });
-        const short = await cache({ prefix: `${base}a` });
-        for (const c of [globby, plain, short]) await c.setMany([{ key: 'k', value: c.prefix }]);
-        assert.equal(await globby.deleteByPattern('*'), 1);
-        assert.equal(await globby.get('k'), undefined);
-        assert.equal(await plain.get('k'), `${base}ab`);
-        assert.equal(await short.get('k'), `${base}a`);
-        await globby.set('k', 'again');
-        assert.equal(await plain.deleteByPattern('*'), 1);
-        assert.equal(await globby.get('k'), 'again');
-        assert.equal(await short.get('k'), `${base}a`);
-      });
+        it("is scoped to the cache's namespace, even when a prefix holds glob characters", async () => {
+          const base = `suite-${run}-${++count}`;
+          const globby = await cache({ prefix: `${base}a*` });
+          const plain = await cache({ prefix: `${base}ab` });
+          const short = await cache({ prefix: `${base}a` });
+          for (const c of [globby, plain, short]) await c.setMany([{ key: 'k', value: c.prefix }]);
+          assert.equal(await globby.deleteByPattern('*'), 1);
+          assert.equal(await globby.get('k'), undefined);
+          assert.equal(await plain.get('k'), `${base}ab`);
+          assert.equal(await short.get('k'), `${base}a`);
+          await globby.set('k', 'again');
+          assert.equal(await plain.deleteByPattern('*'), 1);
+          assert.equal(await globby.get('k'), 'again');
+          assert.equal(await short.get('k'), `${base}a`);
+        });
 
-      it('keys over 1024 characters (stored shortened) are matched by the key as written', async () => {
-        const c = await cache();
-        const x = 'x'.repeat(2_000);
-        const keys = [`report:${x}:1`, `report:${x}:2`, `other:${x}:1`, `report:${x}y`];
-        await c.setMany(keys.map((key, i) => ({ key, value: i })));
-        assert.equal(await c.deleteByPattern('report:x*z'), 0);
-        assert.equal(await c.deleteByPattern('*:1'), 2);
-        assert.deepEqual(await c.getMany(keys), [undefined, 1, undefined, 3]);
-        assert.equal(await c.deleteByPattern(`report:${x}?`), 1);
-        assert.deepEqual(await c.getMany(keys), [undefined, 1, undefined, undefined]);
-        assert.equal(await c.deleteByPattern('report:*'), 1);
-        assert.equal(await c.get(keys[1]!), undefined);
-      });
+        it('keys over 1024 characters (stored shortened) are matched by the key as written', async () => {
+          const c = await cache();
+          const x = 'x'.repeat(2_000);
+          const keys = [`report:${x}:1`, `report:${x}:2`, `other:${x}:1`, `report:${x}y`];
+          await c.setMany(keys.map((key, i) => ({ key, value: i })));
+          assert.equal(await c.deleteByPattern('report:x*z'), 0);
+          assert.equal(await c.deleteByPattern('*:1'), 2);
+          assert.deepEqual(await c.getMany(keys), [undefined, 1, undefined, 3]);
+          assert.equal(await c.deleteByPattern(`report:${x}?`), 1);
+          assert.deepEqual(await c.getMany(keys), [undefined, 1, undefined, undefined]);
+          assert.equal(await c.deleteByPattern('report:*'), 1);
+          assert.equal(await c.get(keys[1]!), undefined);
+        });
+      }
 
       for (const pattern of ['[abc', 'abc\\', '', 42, '[]', '[^]', '[z-a]', null]) {
         it(`a malformed pattern ${JSON.stringify(pattern)} → InvalidPatternError, nothing deleted`, async () => {
@@ -1213,6 +1249,11 @@ export type DriverFactory = (context: DriverContext) => CacheDriver;
  * driverBehaviourSuite('MyDriver', ({ clock }) => new MyDriver(clock), { describe, it, afterEach });
  * ```
  */
-export function driverBehaviourSuite(name: string, create: DriverFactory, api: TestApi): void {
-  cacheBehaviourSuite(name, (options) => new DriverCache(create, options), api);
+export function driverBehaviourSuite(
+  name: string,
+  create: DriverFactory,
+  api: TestApi,
+  traits?: SuiteTraits,
+): void {
+  cacheBehaviourSuite(name, (options) => new DriverCache(create, options), api, traits);
 }

@@ -3,5 +3,6 @@ export {
   driverBehaviourSuite,
   type CacheFactory,
   type DriverFactory,
+  type SuiteTraits,
   type TestApi,
 } from './cache-behaviour.suite.js';

@@ -1,0 +1,275 @@
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { open } from 'lmdb';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { CacheConfigError } from '../lib/errors.js';
+import { DiskCache, loadLmdb } from '../lib/stores/disk.cache.js';
+
+let dir: string;
+let count = 0;
+/** A new directory under this file's temporary one. */
+const fresh = () => join(dir, `store-${++count}`);
+const made: DiskCache[] = [];
+const create = async (options: Parameters<typeof DiskCache.create>[0]) => {
+  const cache = await DiskCache.create(options);
+  made.push(cache);
+  return cache;
+};
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'nest-cache-disk-'));
+});
+afterEach(async () => {
+  vi.useRealTimers();
+  await Promise.all(made.splice(0).map((cache) => cache.close()));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** The CacheConfigError create() rejects with. */
+async function configError(options: Parameters<typeof DiskCache.create>[0]): Promise<string> {
+  const error = await DiskCache.create(options).then(
+    (cache) => (made.push(cache), undefined),
+    (error: unknown) => error,
+  );
+  expect(error).toBeInstanceOf(CacheConfigError);
+  return (error as Error).message;
+}
+
+describe('DiskCache options', () => {
+  it('disk.path is required: without it, or empty, a CacheConfigError names disk.path and says what to choose', async () => {
+    for (const disk of [undefined, {}, { path: '' }, { path: 42 }]) {
+      const message = await configError({ disk: disk as never });
+      expect(message).toContain('"disk.path"');
+      expect(message).toContain('survives restarts');
+    }
+  });
+
+  it('disk.maxSize must be a whole number of bytes of at least 1 MiB', async () => {
+    for (const maxSize of [0, -1, 1.5, 1_000, '1GB', Number.NaN]) {
+      const message = await configError({ disk: { path: fresh(), maxSize: maxSize as number } });
+      expect(message).toContain('"disk.maxSize"');
+      expect(message).toContain('at least 1048576');
+    }
+  });
+
+  it('creates a missing directory (and its parents) for the store', async () => {
+    const path = join(fresh(), 'nested', 'cache');
+    const cache = await create({ disk: { path } });
+    expect(await cache.set('k', 1)).toBe(true);
+    expect(statSync(join(path, 'data.mdb')).isFile()).toBe(true);
+  });
+
+  it('reports lmdb missing with the command that installs it', async () => {
+    const missing = Object.assign(new Error("Cannot find package 'lmdb' imported from x"), {
+      code: 'ERR_MODULE_NOT_FOUND',
+    });
+    const error = await loadLmdb(() => Promise.reject(missing)).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CacheConfigError);
+    expect((error as Error).message).toContain('npm install lmdb');
+    expect(typeof (await loadLmdb())).toBe('function');
+  });
+});
+
+describe('DiskCache bad paths and bad stores: a CacheConfigError naming disk.path and the fix', () => {
+  it('a path that is a file', async () => {
+    const path = fresh();
+    writeFileSync(path, 'not a directory');
+    expect(await configError({ disk: { path } })).toMatch(
+      /"disk\.path".*is a file, not a directory/,
+    );
+  });
+
+  it('a directory holding files of its own (the app directory, say)', async () => {
+    const path = fresh();
+    mkdirSync(path);
+    writeFileSync(join(path, 'package.json'), '{}');
+    expect(await configError({ disk: { path } })).toMatch(
+      /"disk\.path".*holds files that are not a store \("package\.json"\).*new or empty directory/,
+    );
+  });
+
+  it('a path inside a file', async () => {
+    const file = fresh();
+    writeFileSync(file, '');
+    expect(await configError({ disk: { path: join(file, 'cache') } })).toMatch(
+      /"disk\.path".*cannot be used \(.*ENOTDIR.*\).*read and write/,
+    );
+  });
+
+  it.runIf(process.getuid?.() !== 0)('a directory this process may not write', async () => {
+    const path = fresh();
+    mkdirSync(path);
+    chmodSync(path, 0o500);
+    try {
+      expect(await configError({ disk: { path } })).toMatch(/"disk\.path".*is not writable/);
+    } finally {
+      chmodSync(path, 0o700);
+    }
+  });
+
+  it('a store file another program wrote (not LMDB)', async () => {
+    const path = fresh();
+    mkdirSync(path);
+    writeFileSync(join(path, 'data.mdb'), Buffer.alloc(64 * 1024, 'garbage!'));
+    expect(await configError({ disk: { path } })).toMatch(
+      /"disk\.path".*cannot be opened \(.+\).*new directory/,
+    );
+  });
+
+  it('an LMDB store of another program: refused, and left as it was', async () => {
+    const path = fresh();
+    const theirs = open({ path });
+    await theirs.put('their-key', 'their value');
+    await theirs.close();
+    expect(await configError({ disk: { path } })).toMatch(
+      /"disk\.path".*LMDB store that nest-cache did not create/,
+    );
+    const again = open({ path });
+    expect(again.get('their-key')).toBe('their value');
+    expect([...again.getKeys()]).toEqual(['their-key']);
+    await again.close();
+  });
+
+  it('a store of a newer format of ours: refused, naming both formats', async () => {
+    const path = fresh();
+    await (await DiskCache.create({ disk: { path } })).close();
+    const env = open({ path, maxDbs: 4 });
+    const meta = env.openDB({ name: 'nest-cache:meta', encoding: 'binary', keyEncoding: 'binary' });
+    await meta.put(
+      Buffer.from('format'),
+      Buffer.from(JSON.stringify({ store: 'nest-cache-disk', format: 2 })),
+    );
+    await env.close();
+    expect(await configError({ disk: { path } })).toMatch(
+      /"disk\.path".*has format 2, newer than this version of nest-cache reads \(format 1\).*Upgrade/,
+    );
+  });
+});
+
+describe('DiskCache persistence', () => {
+  it('entries, ttls, counters and tag invalidations survive close and reopen', async () => {
+    const path = fresh();
+    const time = { now: 1_700_000_000_000 };
+    const clock = { now: () => time.now };
+    const first = await DiskCache.create({ prefix: 'app', clock, disk: { path } });
+    await first.set('forever', { a: [1, 2] }, null);
+    await first.set('minute', 'soon', 60);
+    await first.set('tagged', 'old', { ttl: 60, tags: ['t'] });
+    await first.increment('counter', 41);
+    await first.invalidateTags(['t']);
+    await first.set('tagged-after', 'new', { ttl: 60, tags: ['t'] });
+    await first.close();
+
+    time.now += 10_000;
+    const second = await create({ prefix: 'app', clock, disk: { path } });
+    expect(await second.get('forever')).toEqual({ a: [1, 2] });
+    expect(await second.ttl('forever')).toBe(null);
+    expect(await second.ttl('minute')).toBe(50);
+    expect(await second.get('tagged')).toBe(undefined);
+    expect(await second.get('tagged-after')).toBe('new');
+    expect(await second.increment('counter')).toBe(42);
+    time.now += 50_000;
+    expect(await second.get('minute')).toBe(undefined);
+  });
+
+  it('a HIT is synchronous: get() resolves without waiting on the store', async () => {
+    const cache = await create({ disk: { path: fresh() } });
+    await cache.set('k', 'v');
+    let settled = false;
+    void cache.get('k').then(() => (settled = true));
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(settled).toBe(true);
+  });
+});
+
+describe('DiskCache size bound', () => {
+  const maxSize = 4 * 1024 * 1024;
+  const dataFile = (path: string) => statSync(join(path, 'data.mdb')).size;
+
+  it('writing four times disk.maxSize keeps the data file under it, evicting the entries that expire soonest', async () => {
+    const path = fresh();
+    const cache = await create({ disk: { path, maxSize } });
+    await cache.set('kept-forever', 'never expires', null);
+    const value = 'x'.repeat(20_000);
+    // Entry i expires later than entry i - 1: eviction takes the low ones first.
+    for (let i = 0; i < 800; i += 1) expect(await cache.set(`k${i}`, value, 1_000 + i)).toBe(true);
+    await cache.sweep();
+    expect(dataFile(path)).toBeLessThanOrEqual(maxSize);
+    const keys = Array.from({ length: 800 }, (_, i) => `k${i}`);
+    const present = (await cache.getMany(keys)).flatMap((v, i) => (v === undefined ? [] : [i]));
+    expect(present.length).toBeGreaterThan(50);
+    // What is left is the latest-expiring run, and the entry that never expires.
+    expect(present).toEqual(
+      Array.from({ length: present.length }, (_, i) => 800 - present.length + i),
+    );
+    expect(await cache.get('kept-forever')).toBe('never expires');
+    expect(cache.stats.errors).toBe(0);
+  });
+
+  it('an entry over an eighth of disk.maxSize is not stored, and the older value under its key is removed', async () => {
+    const cache = await create({ disk: { path: fresh(), maxSize } });
+    await cache.set('big', 'small for now');
+    expect(await cache.set('big', 'x'.repeat(maxSize / 8 + 1))).toBe(false);
+    expect(await cache.get('big')).toBe(undefined);
+    expect(cache.stats.errors).toBe(0);
+  });
+
+  it('a burst larger than the store in one event turn: no crash, no error, and the bound holds again after the sweep', async () => {
+    const path = fresh();
+    const cache = await create({ disk: { path, maxSize } });
+    const value = 'y'.repeat(30_000);
+    const results = await Promise.all(
+      Array.from({ length: 300 }, (_, i) => cache.set(`burst${i}`, value, 600)),
+    );
+    expect(results.every((r) => typeof r === 'boolean')).toBe(true);
+    await cache.sweep();
+    expect(await cache.set('after', 'fits')).toBe(true);
+    expect(await cache.get('after')).toBe('fits');
+    for (let i = 0; i < 100; i += 1) await cache.set(`later${i}`, value, 600);
+    await cache.sweep();
+    // The burst grew the file past the bound (one transaction); later writes reuse its pages.
+    const file = dataFile(path);
+    expect(file).toBeLessThanOrEqual(300 * 30_000 * 1.5);
+    expect(cache.stats.errors).toBe(0);
+  });
+});
+
+describe('DiskCache reclaims expired entries', () => {
+  it('the sweep removes the records whose time has passed (by real time), in batches, and nothing else', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const path = fresh();
+    const cache = await create({ prefix: 'sweep', disk: { path } });
+    await cache.setMany(
+      Array.from({ length: 1_200 }, (_, i) => ({ key: `short${i}`, value: i, ttl: 10 })),
+    );
+    await cache.set('long', 'stays', 3_600);
+    await cache.set('forever', 'stays', null);
+    await cache.set('tagged', 'v', { ttl: 10, tags: ['t'] });
+    expect(await cache.sweep()).toEqual({ expired: 0, evicted: 0 });
+
+    vi.setSystemTime(Date.now() + 11_000);
+    expect(await cache.get('short0')).toBe(undefined);
+    // 1,201 expired entries: a sweep removes a batch of 500 at most.
+    expect((await cache.sweep()).expired).toBe(500);
+    expect((await cache.sweep()).expired).toBe(500);
+    expect((await cache.sweep()).expired).toBe(201);
+    expect((await cache.sweep()).expired).toBe(0);
+    expect(await cache.get('long')).toBe('stays');
+    expect(await cache.get('forever')).toBe('stays');
+    const env = open({ path, maxDbs: 4 });
+    const records = env.openDB({
+      name: 'nest-cache:entries',
+      keyEncoding: 'binary',
+      encoding: 'binary',
+    });
+    // 'long', 'forever' and the tag record, which outlives its entries by a minute.
+    expect(records.getKeysCount()).toBe(3);
+    vi.setSystemTime(Date.now() + 61_000);
+    expect((await cache.sweep()).expired).toBe(1);
+    records.resetReadTxn();
+    expect(records.getKeysCount()).toBe(2);
+    await env.close();
+  });
+});

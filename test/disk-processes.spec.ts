@@ -1,0 +1,91 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DiskCache } from '../lib/stores/disk.cache.js';
+import { buildChildren, type Children } from './support/disk-children.js';
+
+// Several OS processes on one store, as the workers of a Node cluster or PM2 are. The children
+// run the TypeScript sources, transpiled once for this file (see support/disk-children.ts).
+describe('DiskCache shared by several processes', () => {
+  let children: Children;
+  let dir: string;
+  const store = (name: string) => join(dir, name);
+  const open = (path: string) =>
+    DiskCache.create({ prefix: 'processes', ttl: null, disk: { path } });
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'nest-cache-disk-processes-'));
+    children = await buildChildren();
+  });
+
+  afterAll(() => {
+    children?.remove();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('three processes incrementing one counter and overwriting one key at once: every increment counts, and the key holds one whole write', async () => {
+    const path = store('counter');
+    const started = [1, 2, 3].map(() => children.start(path, 'increment', '300'));
+    const codes = await Promise.all(started.map((child) => child.exited));
+    expect(codes, started.map((child) => child.stderr()).join('\n')).toEqual([0, 0, 0]);
+
+    const cache = await open(path);
+    expect(await cache.get('counter')).toBe(900);
+    const shared = (await cache.get('shared')) as {
+      pid: number;
+      i: number;
+      pad: string;
+      check: string;
+    };
+    expect(shared.check).toBe(`${shared.pid}:${shared.i}`);
+    expect(shared.pad).toBe('x'.repeat(2_000));
+    expect(started.map((child) => child.process.pid)).toContain(shared.pid);
+    await cache.close();
+  });
+
+  it('what one process writes, another reads; a tag one process invalidates is a miss in the others', async () => {
+    const path = store('tags');
+    const cache = await open(path);
+    await cache.set('report', { total: 42 }, { ttl: 60, tags: ['reports'] });
+    const before = children.start(path, 'get', 'report');
+    expect(await before.line((line) => line.startsWith('['))).toBe('[{"total":42}]');
+
+    await cache.invalidateTags(['reports']);
+    const after = children.start(path, 'get', 'report');
+    expect(await after.line((line) => line.startsWith('['))).toBe('[null]');
+    await cache.close();
+    expect(await after.exited).toBe(0);
+  });
+
+  it('a process killed with SIGKILL while writing loses no committed entry, and the store opens and takes writes (three kills in a row)', async () => {
+    const path = store('killed');
+    let batches = 0;
+    for (const killAfter of [3, 25, 60]) {
+      const writer = children.start(path, 'write-forever', String(batches));
+      await writer.line((line) => line === `committed ${batches + killAfter}`);
+      writer.process.kill('SIGKILL');
+      expect(await writer.exited).toBe('SIGKILL');
+      // Every batch it reported committed, this round and the ones before, is intact.
+      const last = Math.max(
+        ...writer.lines.filter((l) => l.startsWith('committed ')).map((l) => Number(l.slice(10))),
+      );
+      const cache = await open(path);
+      for (let batch = 0; batch <= last; batch += 1) {
+        const keys = Array.from({ length: 100 }, (_, i) => `k:${batch}:${i}`);
+        const values = (await cache.getMany(keys)) as ({ batch: number; i: number } | undefined)[];
+        expect(
+          values.filter((v, i) => v?.batch !== batch || v.i !== i).length,
+          `batch ${batch}`,
+        ).toBe(0);
+      }
+      // The writer's lock died with it: this process writes at once.
+      expect(await cache.set('after-kill', batches)).toBe(true);
+      expect(await cache.get('after-kill')).toBe(batches);
+      expect(cache.stats.errors).toBe(0);
+      await cache.close();
+      // The next writer starts where the last committed batch ended, overwriting what was cut.
+      batches = last + 1;
+    }
+  });
+});
