@@ -147,8 +147,8 @@ describe('bad configuration fails at bootstrap with the option and the fix', () 
     Test.createTestingModule({ imports: [CacheModule.forRoot(options)] }).compile();
 
   it('an unknown backend', async () => {
-    await expect(boot({ backend: 'memcached' as never })).rejects.toThrow(CacheConfigError);
-    await expect(boot({ backend: 'memcached' as never })).rejects.toThrow(
+    await expect(boot({ backend: 'couchbase' as never })).rejects.toThrow(CacheConfigError);
+    await expect(boot({ backend: 'couchbase' as never })).rejects.toThrow(
       /"backend".*'memory'.*'redis'.*extends BaseCache/,
     );
   });

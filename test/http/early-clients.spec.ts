@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { requestOnce, runLoad, summarize } from '../support/load.js';
-import { ADAPTERS, backends, usePrivateRedis, useApps, type TestApp } from './support/app.js';
+import {
+  ADAPTERS,
+  backends,
+  usePrivateRedis,
+  useApps,
+  type TestApp,
+  usePrivateMemcached,
+} from './support/app.js';
 import { ItemsController, SLOW_HANDLER_MS } from './support/controllers.js';
 import { nothingInFlight, type Reply, sleep } from './support/http.js';
 
@@ -8,6 +15,7 @@ import { nothingInFlight, type Reply, sleep } from './support/http.js';
 // cached yet: the key is never stalled for the requests after them, and those still share one
 // handler run. /items/slow takes SLOW_HANDLER_MS (300 ms).
 const redis = usePrivateRedis();
+const memcached = usePrivateMemcached();
 
 /** A request that arrives after the clients left is answered in about one handler run. */
 const ANSWERED_WITHIN_MS = 2 * SLOW_HANDLER_MS + 500;
@@ -16,7 +24,7 @@ const burst = (app: TestApp, size: number): Promise<Reply[]> =>
   Promise.all(Array.from({ length: size }, () => app.send('/items/slow')));
 
 describe.each(ADAPTERS)('on $name', (adapter) => {
-  describe.each(backends(redis))('with the $name backend', (backend) => {
+  describe.each(backends(redis, memcached))('with the $name backend', (backend) => {
     const start = useApps();
     const startApp = () =>
       start({ adapter, controllers: [ItemsController], cache: backend.options() });

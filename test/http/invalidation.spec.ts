@@ -18,13 +18,20 @@ import {
   DriverCache,
   MemoryDriver,
 } from '../../lib/index.js';
-import { ADAPTERS, backends, usePrivateRedis, useApps } from './support/app.js';
+import {
+  ADAPTERS,
+  backends,
+  usePrivateRedis,
+  useApps,
+  usePrivateMemcached,
+} from './support/app.js';
 import { HandlerCalls } from './support/controllers.js';
 import { json, nothingInFlight, pollUntil, type Reply } from './support/http.js';
 
 // Routes tagged with @CacheTags, and mutations under @CacheEvict that end their entries once they
 // succeed: end to end, on both platforms and both backends.
 const redis = usePrivateRedis();
+const memcached = usePrivateMemcached();
 
 /** A catalogue whose GETs are cached and tagged, and whose mutations evict them. */
 @Controller('products')
@@ -169,7 +176,7 @@ const post = (body?: unknown): RequestInit => ({
 const summary = (reply: Reply) => [reply.status, reply.cache, json(reply)];
 
 describe.each(ADAPTERS)('on $name', (adapter) => {
-  describe.each(backends(redis))('with the $name backend', (backend) => {
+  describe.each(backends(redis, memcached))('with the $name backend', (backend) => {
     const start = useApps();
     const startApp = (clock?: { now(): number }) =>
       start({

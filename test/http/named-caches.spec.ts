@@ -20,7 +20,7 @@ import {
   getCacheToken,
   InjectCache,
 } from '../../lib/index.js';
-import { ADAPTERS, backends, usePrivateRedis } from './support/app.js';
+import { ADAPTERS, backends, usePrivateRedis, usePrivateMemcached } from './support/app.js';
 import { HandlerCalls } from './support/controllers.js';
 import { json, nothingInFlight, request, type Reply } from './support/http.js';
 
@@ -28,6 +28,7 @@ import { json, nothingInFlight, request, type Reply } from './support/http.js';
 // CacheInterceptor.withCache(name) stores its responses there, and @CacheEvict({ cache: name })
 // evicts from it.
 const redis = usePrivateRedis();
+const memcached = usePrivateMemcached();
 
 /** Holds the named cache as a provider injects it. */
 @Injectable()
@@ -90,7 +91,7 @@ interface NamedApp {
 let apps = 0;
 
 describe.each(ADAPTERS)('on $name', (adapter) => {
-  describe.each(backends(redis))('with the $name backend', (backend) => {
+  describe.each(backends(redis, memcached))('with the $name backend', (backend) => {
     const open: INestApplication[] = [];
     afterEach(async () => {
       // As startApp does: let a write of a response just sent reach Redis before QUIT.

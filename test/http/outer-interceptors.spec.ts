@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { ADAPTERS, backends, useApps, usePrivateRedis } from './support/app.js';
+import {
+  ADAPTERS,
+  backends,
+  useApps,
+  usePrivateRedis,
+  usePrivateMemcached,
+} from './support/app.js';
 import {
   CardsController,
   ItemsController,
@@ -14,9 +20,10 @@ import { json } from './support/http.js';
 // the controller) must run on every HIT too, so the cache keeps the handler's value, not the bytes
 // those interceptors produced for one request.
 const redis = usePrivateRedis();
+const memcached = usePrivateMemcached();
 
 describe.each(ADAPTERS)('on $name', (adapter) => {
-  describe.each(backends(redis))('with the $name backend', (backend) => {
+  describe.each(backends(redis, memcached))('with the $name backend', (backend) => {
     const start = useApps();
 
     it('an envelope interceptor outside CacheInterceptor wraps the cached value on a HIT', async () => {

@@ -3,7 +3,13 @@ import { get as httpGet } from 'node:http';
 import { gzipSync } from 'node:zlib';
 import { type INestApplication, VersioningType } from '@nestjs/common';
 import { describe, expect, it } from 'vitest';
-import { ADAPTERS, backends, usePrivateRedis, useApps } from './support/app.js';
+import {
+  ADAPTERS,
+  backends,
+  usePrivateRedis,
+  useApps,
+  usePrivateMemcached,
+} from './support/app.js';
 import { ItemsController } from './support/controllers.js';
 import { json } from './support/http.js';
 import {
@@ -20,6 +26,7 @@ import {
 // serialization hooks, API versioning, per-user identity, middleware that sets headers, a handler
 // that varies on Accept-Encoding, Express's extended query parser, and entries of the wrong shape.
 const redis = usePrivateRedis();
+const memcached = usePrivateMemcached();
 
 type Instance = {
   set(name: string, value: unknown): void;
@@ -100,7 +107,7 @@ function gzipAfterHandler(adapter: string) {
 }
 
 describe.each(ADAPTERS)('on $name', (adapter) => {
-  describe.each(backends(redis))('with the $name backend', (backend) => {
+  describe.each(backends(redis, memcached))('with the $name backend', (backend) => {
     const start = useApps();
     const startWith = (controllers: any[], configure?: (app: INestApplication) => void) =>
       start({ adapter, controllers, cache: backend.options(), configure });

@@ -1,11 +1,19 @@
 import { describe, expect, it } from 'vitest';
-import { ADAPTERS, backends, usePrivateRedis, useApps, type TestApp } from './support/app.js';
+import {
+  ADAPTERS,
+  backends,
+  usePrivateRedis,
+  useApps,
+  type TestApp,
+  usePrivateMemcached,
+} from './support/app.js';
 import { ItemsController } from './support/controllers.js';
 import { json, pollUntil } from './support/http.js';
 
 // Fail open over HTTP: Redis killed (SIGKILL) or frozen (SIGSTOP) never becomes a 5xx or a hang,
 // and once Redis is back, responses are served from it again. Each test leaves the server running.
 const redis = usePrivateRedis();
+const memcached = usePrivateMemcached();
 
 /** Upper bound of one request while Redis is down or frozen (commandTimeout is 200 ms). */
 const SERVED_WITHIN_MS = 2_000;
@@ -36,7 +44,7 @@ async function hitsResume(app: TestApp, path: string): Promise<void> {
 describe.each(ADAPTERS)('on $name with the redis backend', (adapter) => {
   const start = useApps();
   const startWarm = async () => {
-    const [, redisBackend] = backends(redis);
+    const [, redisBackend] = backends(redis, memcached);
     const app = await start({
       adapter,
       controllers: [ItemsController],

@@ -1,16 +1,23 @@
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import type { CacheModuleOptions } from '../../lib/index.js';
-import { ADAPTERS, backends, usePrivateRedis, useApps } from './support/app.js';
+import {
+  ADAPTERS,
+  backends,
+  usePrivateRedis,
+  useApps,
+  usePrivateMemcached,
+} from './support/app.js';
 import { ItemsController, PolicyController } from './support/controllers.js';
 import { json, pollUntil } from './support/http.js';
 
 // What a response's key is made of: method, path, the query in canonical order and the varied
 // headers, under the module prefix. Requests that differ in any of them never share an entry.
 const redis = usePrivateRedis();
+const memcached = usePrivateMemcached();
 
 describe.each(ADAPTERS)('on $name', (adapter) => {
-  describe.each(backends(redis))('with the $name backend', (backend) => {
+  describe.each(backends(redis, memcached))('with the $name backend', (backend) => {
     const start = useApps();
     const startApp = (http: CacheModuleOptions['http'] = {}) =>
       start({
@@ -135,7 +142,7 @@ describe.each(ADAPTERS)('on $name with the redis backend', (adapter) => {
   const start = useApps();
 
   it('stores responses under the module prefix', async () => {
-    const [, redisBackend] = backends(redis);
+    const [, redisBackend] = backends(redis, memcached);
     const { send, prefix } = await start({
       adapter,
       controllers: [ItemsController],

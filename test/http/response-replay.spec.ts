@@ -1,14 +1,21 @@
 import { describe, expect, it } from 'vitest';
-import { ADAPTERS, backends, usePrivateRedis, useApps } from './support/app.js';
+import {
+  ADAPTERS,
+  backends,
+  usePrivateRedis,
+  useApps,
+  usePrivateMemcached,
+} from './support/app.js';
 import { ItemsController } from './support/controllers.js';
 import { json } from './support/http.js';
 
 // A MISS runs the handler and stores its response; a HIT replays it byte for byte without running
 // the handler. Only GET is cached: HEAD is answered from the GET entry, other methods pass through.
 const redis = usePrivateRedis();
+const memcached = usePrivateMemcached();
 
 describe.each(ADAPTERS)('on $name', (adapter) => {
-  describe.each(backends(redis))('with the $name backend', (backend) => {
+  describe.each(backends(redis, memcached))('with the $name backend', (backend) => {
     const start = useApps();
     const startItems = () =>
       start({

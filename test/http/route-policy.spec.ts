@@ -1,11 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import type { CacheModuleOptions } from '../../lib/index.js';
-import { ADAPTERS, backends, usePrivateRedis, useApps, type TestApp } from './support/app.js';
+import {
+  ADAPTERS,
+  backends,
+  usePrivateRedis,
+  useApps,
+  type TestApp,
+  usePrivateMemcached,
+} from './support/app.js';
 import { ItemsController, PolicyController } from './support/controllers.js';
 import { json, pollUntil } from './support/http.js';
 
 // How long a route's responses live (@CacheTTL, http.ttl), and @NoCache.
 const redis = usePrivateRedis();
+const memcached = usePrivateMemcached();
 
 /** Tolerance between the test's clock and the backend's when checking an expiry's lower bound. */
 const CLOCK_SLACK_MS = 15;
@@ -25,7 +33,7 @@ async function msUntilExpired(send: TestApp['send'], path: string): Promise<numb
 }
 
 describe.each(ADAPTERS)('on $name', (adapter) => {
-  describe.each(backends(redis))('with the $name backend', (backend) => {
+  describe.each(backends(redis, memcached))('with the $name backend', (backend) => {
     const start = useApps();
     const startApp = (http: CacheModuleOptions['http'] = {}) =>
       start({

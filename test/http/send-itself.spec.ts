@@ -1,14 +1,21 @@
 import { describe, expect, it } from 'vitest';
-import { ADAPTERS, backends, usePrivateRedis, useApps } from './support/app.js';
+import {
+  ADAPTERS,
+  backends,
+  usePrivateRedis,
+  useApps,
+  usePrivateMemcached,
+} from './support/app.js';
 import { UnstorableController } from './support/controllers.js';
 import { json } from './support/http.js';
 
 // A handler that sends the response itself (@Res() without passthrough) is never cached: Nest
 // would not send what a HIT returns, so a stored entry would leave every later request hanging.
 const redis = usePrivateRedis();
+const memcached = usePrivateMemcached();
 
 describe.each(ADAPTERS)('on $name', (adapter) => {
-  describe.each(backends(redis))('with the $name backend', (backend) => {
+  describe.each(backends(redis, memcached))('with the $name backend', (backend) => {
     const start = useApps();
 
     it.each([['raw'], ['raw-and-returned']])(

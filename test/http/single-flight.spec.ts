@@ -1,12 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { type BaseCacheOptions, DriverCache, MemoryDriver, type Ttl } from '../../lib/index.js';
-import { ADAPTERS, backends, usePrivateRedis, useApps } from './support/app.js';
+import {
+  ADAPTERS,
+  backends,
+  usePrivateRedis,
+  useApps,
+  usePrivateMemcached,
+} from './support/app.js';
 import { ItemsController, UnstorableController } from './support/controllers.js';
 import { json, type Reply, sleep } from './support/http.js';
 
 // Concurrent requests for one cold key run the handler once per process; when the leader's
 // response may not be shared, the followers run the handler themselves.
 const redis = usePrivateRedis();
+const memcached = usePrivateMemcached();
 
 const BURST = 50;
 
@@ -42,7 +49,7 @@ class HeldWritesCache extends DriverCache {
 }
 
 describe.each(ADAPTERS)('on $name', (adapter) => {
-  describe.each(backends(redis))('with the $name backend', (backend) => {
+  describe.each(backends(redis, memcached))('with the $name backend', (backend) => {
     const start = useApps();
     const startApp = () =>
       start({

@@ -1,4 +1,7 @@
 import 'reflect-metadata';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { INestApplication, NestInterceptor, Type } from '@nestjs/common';
 import type { AbstractHttpAdapter } from '@nestjs/core';
 import { APP_INTERCEPTOR } from '@nestjs/core';
@@ -12,10 +15,12 @@ import {
   CacheModule,
   type CacheModuleOptions,
 } from '../../../lib/index.js';
+import type { MemcachedServerHandle } from '../../support/memcached-server.js';
 import type { RedisServerHandle } from '../../support/redis-server.js';
 import { HandlerCalls } from './controllers.js';
 import { request, type Reply } from './http.js';
 
+export { usePrivateMemcached } from '../../support/memcached-server.js';
 export { usePrivateRedis } from '../../support/redis-server.js';
 
 /** Both HTTP platforms, for `describe.each(ADAPTERS)`. */
@@ -24,17 +29,37 @@ export const ADAPTERS: { name: string; create: () => AbstractHttpAdapter }[] = [
   { name: 'fastify', create: () => new FastifyAdapter() },
 ];
 
-/** A backend to run a suite on: its module options, read inside tests (Redis starts in beforeAll). */
+/** A backend to run a suite on: its module options, read inside tests (servers start in beforeAll). */
 export interface Backend {
-  name: 'memory' | 'redis';
+  name: 'memory' | 'redis' | 'memcached' | 'disk' | 'keyv';
   options(): CacheModuleOptions;
 }
 
 /** The Redis backend's command timeout in tests, as the fault tests of the backend use. */
 export const COMMAND_TIMEOUT_MS = 200;
 
-/** Memory and Redis (on the given private server), for `describe.each`. */
-export function backends(redis: { readonly server: RedisServerHandle }): Backend[] {
+/** Disk stores made for tests of this process, removed when it exits. */
+const diskDirs: string[] = [];
+process.once('exit', () => {
+  for (const dir of diskDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A fresh, empty folder for one app's disk store. */
+export function diskPath(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'nest-cache-http-disk-'));
+  diskDirs.push(dir);
+  return dir;
+}
+
+/**
+ * Every backend, for `describe.each`: memory and Redis first (suites pick Redis by position), then
+ * memcached (on the given private server), disk (a fresh store per app) and the Keyv bridge (over
+ * Keyv's in-memory store).
+ */
+export function backends(
+  redis: { readonly server: RedisServerHandle },
+  memcached: { readonly server: MemcachedServerHandle },
+): Backend[] {
   return [
     { name: 'memory', options: () => ({ backend: 'memory' }) },
     {
@@ -44,6 +69,12 @@ export function backends(redis: { readonly server: RedisServerHandle }): Backend
         redis: { url: redis.server.url, commandTimeout: COMMAND_TIMEOUT_MS },
       }),
     },
+    {
+      name: 'memcached',
+      options: () => ({ backend: 'memcached', memcached: { servers: memcached.server.servers } }),
+    },
+    { name: 'disk', options: () => ({ backend: 'disk', disk: { path: diskPath() } }) },
+    { name: 'keyv', options: () => ({ backend: 'keyv', keyv: { store: new Map() } }) },
   ];
 }
 
