@@ -3,6 +3,7 @@
  * @nestjs/cache-manager (as its documentation sets it up) or no cache at all.
  */
 import 'reflect-metadata';
+import cluster from 'node:cluster';
 import {
   CacheInterceptor as IncumbentInterceptor,
   CacheModule as IncumbentCacheModule,
@@ -21,10 +22,33 @@ import {
 } from '@nestjs/common';
 import { createKeyv } from '@keyv/redis';
 import { CacheInterceptor, CacheModule } from '../lib/index.js';
-import { bodies, CACHE_TTL_SECONDS, COLD_ORIGIN_MS, type ServerSetup } from './fixtures.js';
+import {
+  bodies,
+  CACHE_TTL_SECONDS,
+  COLD_ORIGIN_MS,
+  type ServerSetup,
+  setupName,
+} from './fixtures.js';
 
 /** How often the cold route's handler ran: the origin calls a cache saves. */
 let originCalls = 0;
+
+/** This process's counters, as /bench/stats reports them. */
+export interface BenchStats {
+  originCalls: number;
+  cpuMicros: number;
+}
+
+export function localStats(): BenchStats {
+  const { user, system } = process.cpuUsage();
+  return { originCalls, cpuMicros: user + system };
+}
+
+/** What /bench/stats answers: this process's counters, or (a cluster worker) every worker's. */
+let statsSource: () => BenchStats | Promise<BenchStats> = localStats;
+export function useStatsSource(source: () => Promise<BenchStats>): void {
+  statsSource = source;
+}
 
 /** The reference for what any interceptor costs: it only passes the call on. */
 @Injectable()
@@ -48,8 +72,7 @@ class ReferenceController {
 
   @Get('bench/stats')
   stats() {
-    const { user, system } = process.cpuUsage();
-    return { originCalls, cpuMicros: user + system };
+    return statsSource();
   }
 }
 
@@ -93,7 +116,8 @@ function cachedController(interceptor: Type<NestInterceptor>): Type {
 }
 
 function cacheImports(setup: ServerSetup, redisUrl: string | undefined): DynamicModule[] {
-  const prefix = `bench-${process.pid}`;
+  // The workers of one server share its entries: they take the primary's pid.
+  const prefix = `bench-${cluster.isWorker ? process.ppid : process.pid}`;
   if (setup.library === 'nest-cache') {
     return [
       CacheModule.forRoot({
@@ -101,6 +125,8 @@ function cacheImports(setup: ServerSetup, redisUrl: string | undefined): Dynamic
         ttl: CACHE_TTL_SECONDS,
         prefix,
         ...(setup.backend === 'redis' && { redis: { url: redisUrl! } }),
+        // One store per server, shared by its workers (run.ts makes the folder).
+        ...(setup.backend === 'disk' && { disk: { path: diskPath(setup) } }),
       }),
     ];
   }
@@ -117,6 +143,13 @@ function cacheImports(setup: ServerSetup, redisUrl: string | undefined): Dynamic
     ];
   }
   return [];
+}
+
+/** The disk store of a setup: a folder of its own under BENCH_DISK_ROOT. */
+function diskPath(setup: ServerSetup): string {
+  const root = process.env.BENCH_DISK_ROOT;
+  if (!root) throw new Error('BENCH_DISK_ROOT is not set: run.ts sets it for the disk setups.');
+  return `${root}/${setupName(setup).replace(/[^\w-]+/g, '-')}`;
 }
 
 function controllers(setup: ServerSetup): Type[] {

@@ -6,7 +6,7 @@
 export type Adapter = 'express' | 'fastify';
 /** 'reference' serves the uncached and do-nothing-interceptor routes; the others add a cache. */
 export type Library = 'reference' | 'nest-cache' | 'incumbent';
-export type Backend = 'memory' | 'redis';
+export type Backend = 'memory' | 'redis' | 'disk';
 export type BodySize = '1k' | '100k';
 
 /** One server process under test. */
@@ -15,12 +15,16 @@ export interface ServerSetup {
   library: Library;
   /** Absent for the reference server, which has no cache. */
   backend?: Backend;
+  /** Worker processes sharing the port (node:cluster), as PM2 runs an app; absent: one process. */
+  workers?: number;
 }
 
 export const ADAPTERS: Adapter[] = ['fastify', 'express'];
 export const BODY_SIZES: BodySize[] = ['1k', '100k'];
 export const CACHE_LIBRARIES = ['nest-cache', 'incumbent'] as const;
+/** The backends both libraries have; nest-cache also runs on disk, in one process and in two. */
 export const BACKENDS: Backend[] = ['memory', 'redis'];
+export const DISK_WORKERS = 2;
 
 /** How the libraries are named in the output. */
 export const LIBRARY_LABELS: Record<Library, string> = {
@@ -48,8 +52,9 @@ export const routes = {
 } as const;
 
 export function setupName(setup: ServerSetup): string {
+  const workers = setup.workers ? `, ${setup.workers} workers` : '';
   return setup.backend
-    ? `${setup.adapter} ${LIBRARY_LABELS[setup.library]} ${setup.backend}`
+    ? `${setup.adapter} ${LIBRARY_LABELS[setup.library]} ${setup.backend}${workers}`
     : `${setup.adapter} ${LIBRARY_LABELS[setup.library]}`;
 }
 

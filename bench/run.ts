@@ -13,10 +13,11 @@
  * run on core 0. Every phase is bounded in time.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startMemcachedServer } from '../test/support/memcached-server.js';
 import { startRedisServer, type RedisServerHandle } from '../test/support/redis-server.js';
 import {
   ADAPTERS,
@@ -26,6 +27,7 @@ import {
   BODY_SIZES,
   CACHE_LIBRARIES,
   COLD_ORIGIN_MS,
+  DISK_WORKERS,
   routes,
   type ServerSetup,
 } from './fixtures.js';
@@ -41,12 +43,14 @@ import {
   type Results,
   writeResults,
 } from './report.js';
+import type { BackendsReport } from './store-backends.js';
 import type { StoreReport, StoreSettings } from './store-ops.js';
 
 const LOAD_CORE = 0;
 const SERVER_CORE = 1;
 const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 const STORE_SCRIPT = fileURLToPath(new URL('./store-ops.js', import.meta.url));
+const BACKENDS_SCRIPT = fileURLToPath(new URL('./store-backends.js', import.meta.url));
 
 interface Settings {
   rounds: number;
@@ -124,10 +128,20 @@ async function main(): Promise<void> {
 
   // Started after pinning, so it shares the load generator's core, not the servers'.
   const redis = await startRedisServer();
+  const memcached = await startMemcachedServer();
+  // The disk setups' stores, one folder each (bench/apps.ts), removed at the end.
+  process.env.BENCH_DISK_ROOT = mkdtempSync(join(tmpdir(), 'nest-cache-bench-disk-'));
   const servers: Server[] = [];
   try {
     log('Store operations...');
-    const store = await storeOperations(settings.store, redis.url);
+    const store = await storeOperations(STORE_SCRIPT, settings.store, {
+      REDIS_URL: redis.url,
+    });
+    log('Store operations of memcached, disk and the Keyv bridge...');
+    const backends = await storeOperations<BackendsReport>(BACKENDS_SCRIPT, settings.store, {
+      REDIS_URL: redis.url,
+      MEMCACHED_SERVERS: memcached.servers,
+    });
 
     log('Starting the servers under test...');
     for (const setup of serverSetups()) {
@@ -154,6 +168,7 @@ async function main(): Promise<void> {
       settings: { ...settings },
       http,
       store,
+      backends,
       cold,
       outage,
     };
@@ -168,16 +183,19 @@ async function main(): Promise<void> {
     log(`\nWrote ${files.join(', ')} in ${Math.round(results.durationSeconds)} s.`);
   } finally {
     await Promise.all(servers.map((server) => server.stop()));
-    await redis.stop();
+    await Promise.all([redis.stop(), memcached.stop()]);
+    rmSync(process.env.BENCH_DISK_ROOT, { recursive: true, force: true });
   }
 }
 
 function serverSetups(): ServerSetup[] {
-  return ADAPTERS.flatMap((adapter) => [
-    { adapter, library: 'reference' as const },
+  return ADAPTERS.flatMap((adapter): ServerSetup[] => [
+    { adapter, library: 'reference' },
     ...CACHE_LIBRARIES.flatMap((library) =>
       BACKENDS.map((backend) => ({ adapter, library, backend })),
     ),
+    { adapter, library: 'nest-cache', backend: 'disk' },
+    { adapter, library: 'nest-cache', backend: 'disk', workers: DISK_WORKERS },
   ]);
 }
 
@@ -232,6 +250,7 @@ async function throughput(
     adapter: target.server.setup.adapter,
     library: target.server.setup.library,
     ...(target.server.setup.backend && { backend: target.server.setup.backend }),
+    ...(target.server.setup.workers && { workers: target.server.setup.workers }),
     route: target.route,
     size: target.size,
     samples: [],
@@ -279,6 +298,7 @@ async function coldBursts(servers: Server[], settings: Settings): Promise<ColdSe
     adapter: server.setup.adapter,
     library: server.setup.library,
     backend: server.setup.backend!,
+    ...(server.setup.workers && { workers: server.setup.workers }),
     requests: settings.coldRequests,
     samples: [],
   }));
@@ -351,11 +371,15 @@ async function redisOutage(
   return results;
 }
 
-/** Runs store-ops.js on the server core and returns its report. */
-async function storeOperations(settings: StoreSettings, redisUrl: string): Promise<StoreReport> {
-  const [command, args] = onCore(SERVER_CORE, process.execPath, [STORE_SCRIPT]);
+/** Runs a store-operations script on the server core and returns its report. */
+async function storeOperations<T = StoreReport>(
+  script: string,
+  settings: StoreSettings,
+  env: Record<string, string>,
+): Promise<T> {
+  const [command, args] = onCore(SERVER_CORE, process.execPath, [script]);
   const child = spawn(command, args, {
-    env: { ...process.env, BENCH_STORE: JSON.stringify(settings), REDIS_URL: redisUrl },
+    env: { ...process.env, ...env, BENCH_STORE: JSON.stringify(settings) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   killOnExit(child);
@@ -365,8 +389,8 @@ async function storeOperations(settings: StoreSettings, redisUrl: string): Promi
   const timer = setTimeout(() => child.kill('SIGKILL'), limitMs);
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
   clearTimeout(timer);
-  if (code !== 0) throw new Error(`store operations exited with ${code}`);
-  return JSON.parse(stdout) as StoreReport;
+  if (code !== 0) throw new Error(`${script} exited with ${code}`);
+  return JSON.parse(stdout) as T;
 }
 
 function machine(load: LoadGenerator, pinned: boolean): Record<string, string> {

@@ -20,6 +20,7 @@ import {
   RedisCache,
 } from '../lib/index.js';
 import { MAP_AWAITED, REDIS_RAW, REDIS_TUNED, storeValue } from './fixtures.js';
+import { asyncRate, syncRate } from './rates.js';
 
 export interface StoreSettings {
   rounds: number;
@@ -60,8 +61,6 @@ const keys = Array.from({ length: MANY }, (_, i) => `k${i}`);
 const callerKeys = Array.from({ length: settings.redisCallers }, (_, i) => `k${i}`);
 const TTL_SECONDS = 600;
 
-let sink: unknown;
-
 /** A provider with a @Cacheable method, as an app has one: its value is storeValue. */
 @Injectable()
 class Reports {
@@ -80,39 +79,6 @@ async function cacheableApp(options: CacheModuleOptions, warm: readonly string[]
   const reports = app.get(Reports);
   for (const key of warm) await reports.find(key);
   return { reports, close: () => app.close() };
-}
-
-/** Calls per second of a synchronous operation. */
-function syncRate(op: (caller: number) => unknown, ms: number): number {
-  let calls = 0;
-  const start = performance.now();
-  const end = start + ms;
-  let now = start;
-  while (now < end) {
-    for (let i = 0; i < 256; i++) sink = op(0);
-    calls += 256;
-    now = performance.now();
-  }
-  return calls / ((now - start) / 1_000);
-}
-
-/** Calls per second of an async operation, with `callers` concurrent callers. */
-async function asyncRate(
-  op: (caller: number) => unknown,
-  callers: number,
-  ms: number,
-): Promise<number> {
-  let calls = 0;
-  const start = performance.now();
-  const end = start + ms;
-  const caller = async (_: unknown, caller: number) => {
-    while (performance.now() < end) {
-      for (let i = 0; i < 32; i++) sink = await op(caller);
-      calls += 32;
-    }
-  };
-  await Promise.all(Array.from({ length: callers }, caller));
-  return calls / ((performance.now() - start) / 1_000);
 }
 
 async function measure(
@@ -257,7 +223,6 @@ async function redis(): Promise<StoreReport['redis']> {
 async function main(): Promise<void> {
   const report: StoreReport = { memory: await memory(), redis: await redis(), settings };
   process.stdout.write(`${JSON.stringify(report)}\n`);
-  void sink;
 }
 
 main().catch((error: unknown) => {

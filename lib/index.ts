@@ -38,13 +38,16 @@ export type { CacheDriver, DriverEntry, MaybePromise, Step } from './driver.js';
 export { ENTRY_FORMAT, type EntryMeta } from './entry.js';
 export { MemoryDriver } from './stores/memory.cache.js';
 export { RedisDriver } from './stores/redis.cache.js';
+export { MemcachedDriver } from './stores/memcached.cache.js';
+export { DiskDriver } from './stores/disk.cache.js';
+export { KeyvDriver } from './stores/keyv.cache.js';
 export type { Flight, Flights, Landing, Lead } from './flights.js';
 export { systemClock, type Clock } from './clock.js';
 export { MemoryCache, type MemoryCacheOptions } from './stores/memory.cache.js';
 export { RedisCache, type RedisCacheOptions } from './stores/redis.cache.js';
 export { MemcachedCache, type MemcachedCacheOptions } from './stores/memcached.cache.js';
 export { DiskCache, type DiskCacheOptions } from './stores/disk.cache.js';
-export { KeyvCache, type KeyvCacheOptions } from './stores/keyv.cache.js';
+export { KeyvCache, type KeyvCacheOptions, type KeyvStore } from './stores/keyv.cache.js';
 export type { Ttl, TtlUnit } from './ttl.js';
 export type { Serializer } from './serializer.js';
 export {

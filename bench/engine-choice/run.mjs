@@ -1,6 +1,8 @@
 // Which embedded engine the disk backend is built on: LMDB (lmdb) against SQLite (better-sqlite3),
-// side by side in one run, each set up as a cache shared by processes would be (LMDB without
-// fsync per commit; SQLite in WAL mode with synchronous=NORMAL). Not part of `npm run bench`:
+// side by side in one run, each with the durability the disk backend needs (a process crash loses
+// no committed write, a power loss may lose the last ones but never leaves a store that cannot
+// open): LMDB in lmdb's default sync mode, SQLite in WAL mode with synchronous=NORMAL. Not part
+// of `npm run bench`:
 //   npm install --no-save better-sqlite3@12 && node bench/engine-choice/run.mjs
 // Prints operations per second for get, set and getMany(10) of 1 KB values, in one process and
 // with two processes writing the same keys.
@@ -17,7 +19,7 @@ const key = (i) => `bench:key:${i}`;
 
 async function lmdbStore(dir) {
   const { open } = await import('lmdb');
-  const db = open({ path: join(dir, 'lmdb'), encoding: 'binary', noSync: true });
+  const db = open({ path: join(dir, 'lmdb'), encoding: 'binary' });
   return {
     get: (k) => db.getBinary(k),
     set: (k, v) => db.put(k, v),
