@@ -43,11 +43,16 @@ export interface CacheModuleOptions extends BaseCacheOptions {
    * @default { url: 'redis://127.0.0.1:6379' }
    */
   redis?: RedisCacheOptions;
-  /** Servers and credentials of the memcached backend. @default { servers: '127.0.0.1:11211' } */
+  /**
+   * Connection of the memcached backend (needs `npm install memjs`): `{ servers, username,
+   * password }` with timeouts (commandTimeout, connectTimeout, retries), or `{ client }`: a memjs
+   * client you own, which the module never closes.
+   * @default { servers: '127.0.0.1:11211' }
+   */
   memcached?: MemcachedCacheOptions;
-  /** Location and bounds of the disk backend. */
+  /** Directory and size bound of the disk backend (needs `npm install lmdb`); `path` is required. */
   disk?: DiskCacheOptions;
-  /** The Keyv store (or Keyv instance) of the keyv backend. */
+  /** The Keyv storage adapter, Keyv instance or Map of the keyv backend (needs `npm install keyv`). */
   keyv?: KeyvCacheOptions;
   /**
    * false turns caching off: CacheInterceptor passes every request through and BaseCache is a

@@ -132,7 +132,7 @@ export const messages = {
     `The background refresh of "${key}" failed (${reason}); its stale value is still served until its stale window ends.`,
 
   invalidDriver: (driver: unknown, missing: readonly string[]) =>
-    `Invalid cache driver ${describe(driver)}: it lacks ${missing.join(', ')}. A driver implements get, set, delete, ttl, close and scan (or clear, for a store that cannot list keys) on full keys and bytes (see CacheDriver in the README, "A backend of your own").`,
+    `Invalid cache driver ${describe(driver)}: it lacks ${missing.join(', ')}. A driver implements get, set, delete, ttl, close and scan (or clear, for a store that cannot list keys) on full keys and bytes (see the README, "Write your own backend").`,
 
   patternClearsNamespace: (driver: string, pattern: string) =>
     `deleteByPattern(${JSON.stringify(pattern)}): the ${driver} backend cannot list its keys, so every entry of this cache's namespace was removed (the count returned is 0). To invalidate a group of entries selectively there, tag them and call invalidateTags().`,
