@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,6 +22,23 @@ describe('DiskCache shared by several processes', () => {
   afterAll(() => {
     children?.remove();
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  // A process that may not write the directory: another user's (nobody, 65534) when the tests run
+  // as root, who may write anywhere.
+  it('a directory the process may not write: a CacheConfigError naming "disk.path" at startup', async () => {
+    const path = store('read-only');
+    chmodSync(dir, 0o755); // the other user may reach the directory, and read it
+    mkdirSync(path);
+    chmodSync(path, 0o555);
+    const uid = process.getuid?.() === 0 ? 65534 : undefined;
+    const child =
+      uid === undefined
+        ? children.start(path, 'get', 'k')
+        : children.startAs(uid, path, 'get', 'k');
+    expect(await child.exited).not.toBe(0);
+    expect(child.stderr()).toMatch(/CacheConfigError.*"disk\.path".*is not writable/s);
+    expect(child.lines).not.toContain('ready');
   });
 
   it('three processes incrementing one counter and overwriting one key at once: every increment counts, and the key holds one whole write', async () => {

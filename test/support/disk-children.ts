@@ -15,6 +15,8 @@ const root = new URL('../..', import.meta.url).pathname;
 export interface Children {
   /** Starts `node disk-child.js <args>`; see test/support/disk-child.ts for the commands. */
   start(...args: string[]): Child;
+  /** The same, as another user (`uid`): a process that may not write where this one may. */
+  startAs(uid: number, ...args: string[]): Child;
   /** Removes the transpiled sources. */
   remove(): void;
 }
@@ -66,6 +68,11 @@ export async function buildChildren(): Promise<Children> {
       children.push(child);
       return child;
     },
+    startAs(uid, ...args) {
+      const child = startChild(script, args, uid);
+      children.push(child);
+      return child;
+    },
     remove() {
       for (const child of children)
         if (child.process.exitCode === null) child.process.kill('SIGKILL');
@@ -74,8 +81,11 @@ export async function buildChildren(): Promise<Children> {
   };
 }
 
-function startChild(script: string, args: string[]): Child {
-  const process = spawn('node', [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+function startChild(script: string, args: string[], uid?: number): Child {
+  const process = spawn('node', [script, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(uid !== undefined && { uid, gid: uid }),
+  });
   const lines: string[] = [];
   let stderr = '';
   process.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
