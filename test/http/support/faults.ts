@@ -1,5 +1,6 @@
 import { expect } from 'vitest';
 import type { CacheModuleOptions } from '../../../lib/index.js';
+import type { MemcachedServerHandle } from '../../support/memcached-server.js';
 import type { RedisServerHandle } from '../../support/redis-server.js';
 import { type LoadSample, runLoad, summarize, type LoadSummary } from '../../support/load.js';
 import { nothingInFlight } from './http.js';
@@ -9,13 +10,27 @@ const COMMAND_TIMEOUT_MS = 200;
 const OPERATION_TIMEOUT_MS = 1_000;
 const GET_OR_SET_TIMEOUT_MS = 2_000;
 
-/** The Redis backend as fault tests run it: short bounds, so a run takes seconds. */
+/** The bounds of the fault tests: short, so a run takes seconds. */
+const FAULT_BOUNDS = {
+  operationTimeout: `${OPERATION_TIMEOUT_MS}ms`,
+  getOrSetTimeout: `${GET_OR_SET_TIMEOUT_MS}ms`,
+} as const;
+
+/** The Redis backend as fault tests run it. */
 export function faultTestCache(redis: RedisServerHandle): CacheModuleOptions {
   return {
     backend: 'redis',
     redis: { url: redis.url, commandTimeout: COMMAND_TIMEOUT_MS },
-    operationTimeout: `${OPERATION_TIMEOUT_MS}ms`,
-    getOrSetTimeout: `${GET_OR_SET_TIMEOUT_MS}ms`,
+    ...FAULT_BOUNDS,
+  };
+}
+
+/** The memcached backend as fault tests run it. */
+export function memcachedFaultTestCache(memcached: MemcachedServerHandle): CacheModuleOptions {
+  return {
+    backend: 'memcached',
+    memcached: { servers: memcached.servers, commandTimeout: COMMAND_TIMEOUT_MS },
+    ...FAULT_BOUNDS,
   };
 }
 
@@ -125,7 +140,7 @@ export function report(what: string, run: FaultRun): void {
   console.log(
     `${what}: ${summary.ok}/${summary.requests} answered, max ${summary.maxMs} ms; ` +
       `during the fault ${duringFault.requests} requests, p99 ${duringFault.p99Ms} ms, ` +
-      `max ${duringFault.maxMs} ms; HITs ${run.hitsAfterMs} ms after Redis was back`,
+      `max ${duringFault.maxMs} ms; HITs ${run.hitsAfterMs} ms after the backend was back`,
   );
 }
 

@@ -1,0 +1,68 @@
+import { describe, it } from 'vitest';
+import type { MemcachedServerHandle } from '../support/memcached-server.js';
+import { ADAPTERS, useApps, usePrivateMemcached } from './support/app.js';
+import { ItemsController } from './support/controllers.js';
+import {
+  CONNECTIONS,
+  expectRecovered,
+  HOT_PATH,
+  memcachedFaultTestCache,
+  report,
+  underLoad,
+} from './support/faults.js';
+import { sleep } from './support/http.js';
+
+// Memcached faults as the Redis ones are tested (faults-under-load.spec.ts): under a load of 50
+// connections, half on one cached URL and half on 200 others, responses already cached; the fault
+// lasts 2 s, starting 1.5 s into a 7.5 s load.
+const memcached = usePrivateMemcached();
+
+const FAULT_AT_MS = 1_500;
+const FAULT_FOR_MS = 2_000;
+const LOAD_MS = 7_500;
+
+const FAULTS: {
+  name: string;
+  begin(server: MemcachedServerHandle): unknown;
+  end(server: MemcachedServerHandle): unknown;
+}[] = [
+  {
+    name: 'killed (SIGKILL), then restarted empty',
+    begin: (server) => server.kill(),
+    end: (server) => server.restart(),
+  },
+  {
+    name: 'frozen (SIGSTOP), then resumed (SIGCONT)',
+    begin: (server) => server.freeze(),
+    end: (server) => server.resume(),
+  },
+];
+
+describe.each(ADAPTERS)('on $name with the memcached backend', (adapter) => {
+  const start = useApps();
+
+  it.each(FAULTS)(
+    `memcached $name under ${CONNECTIONS} connections: every request is answered within the bound, HITs resume within seconds, nothing stays in flight`,
+    async (fault) => {
+      const app = await start({
+        adapter,
+        controllers: [ItemsController],
+        cache: memcachedFaultTestCache(memcached.server),
+      });
+      await app.send(HOT_PATH);
+
+      const run = await underLoad(app, LOAD_MS, async (sinceStart) => {
+        await sleep(FAULT_AT_MS);
+        const faultAt = sinceStart();
+        await fault.begin(memcached.server);
+        await sleep(FAULT_FOR_MS);
+        await fault.end(memcached.server);
+        return { faultAt, backAt: sinceStart() };
+      });
+
+      report(`${adapter.name}, memcached ${fault.name}`, run);
+      await expectRecovered(app, run);
+    },
+    30_000,
+  );
+});
