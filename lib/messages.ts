@@ -234,6 +234,9 @@ export const messages = {
   diskStoreFull: (path: string, maxSize: number) =>
     `The disk store in ${JSON.stringify(path)} is at its size bound (CacheModule option "disk.maxSize", ${maxSize} bytes): writes are dropped while the entries that expire soonest are evicted. Raise disk.maxSize if this happens often.`,
 
+  diskStoreClosed: (path: string) =>
+    `The disk store at ${JSON.stringify(path)} is closed (the cache is shutting down): the write was dropped.`,
+
   diskWriteFailed: (path: string, reason: string) =>
     `The disk store in ${JSON.stringify(path)} could not write (${reason}); the cache fails open: the write is dropped, reads go on. Free disk space, or lower CacheModule option "disk.maxSize".`,
 } as const;

@@ -1,10 +1,12 @@
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { open } from 'lmdb';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CacheConfigError } from '../lib/errors.js';
-import { DiskCache, loadLmdb } from '../lib/stores/disk.cache.js';
+import { systemClock } from '../lib/clock.js';
+import { DiskCache, DiskDriver, loadLmdb } from '../lib/stores/disk.cache.js';
+import { preparePath } from '../lib/stores/disk-store.js';
 
 let dir: string;
 let count = 0;
@@ -160,6 +162,25 @@ describe('DiskCache persistence', () => {
     expect(await second.increment('counter')).toBe(42);
     time.now += 50_000;
     expect(await second.get('minute')).toBe(undefined);
+  });
+
+  it('writes in progress when close() is called commit first; writes after it are dropped, never thrown later', async () => {
+    const path = fresh();
+    const context = { clock: systemClock, operationTimeoutMs: 2_000, warn() {}, keyPrefix: 'app' };
+    const driver = new DiskDriver(await loadLmdb(), preparePath(path), 2 ** 30, context);
+    const inProgress = driver.set('app:k', Buffer.from('v'), null);
+    const closing = driver.close();
+    const afterClose = driver.set('app:late', Buffer.from('v'), null).catch((e: Error) => e);
+    expect(await inProgress).toBe(true);
+    expect(String(await afterClose)).toMatch(/closed/);
+    await closing;
+    // lmdb runs queued writes on a later turn: one that reached it after close would throw there.
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    const reopened = new DiskDriver(await loadLmdb(), preparePath(path), 2 ** 30, context);
+    expect(reopened.ttl('app:k')).toBe(null);
+    expect(reopened.ttl('app:late')).toBe(undefined);
+    await reopened.close();
   });
 
   it('a HIT is synchronous: get() resolves without waiting on the store', async () => {

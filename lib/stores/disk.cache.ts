@@ -123,6 +123,8 @@ export class DiskDriver implements CacheDriver {
   /** This process's latest write of each key whose transaction has not settled yet; see visible(). */
   private readonly inFlight = new Map<string, PendingWrite>();
   private closed = false;
+  /** Transactions queued and not yet settled: close() waits for them. */
+  private readonly writing = new Set<Promise<unknown>>();
   /** The store's page size, in bytes. */
   private readonly pageSize: number;
 
@@ -283,6 +285,8 @@ export class DiskDriver implements CacheDriver {
     clearInterval(this.timer);
     this.closed = true;
     await this.sweeping?.catch(() => undefined);
+    // Writes already queued commit (or fail) before the store closes under them.
+    await Promise.allSettled([...this.writing]);
     await this.store.root.close();
   }
 
@@ -431,16 +435,23 @@ export class DiskDriver implements CacheDriver {
    * reject (BaseCache fails open).
    */
   private async write<T>(work: () => T, bytes: number): Promise<T | typeof REFUSED> {
+    // lmdb runs a queued transaction on a later turn: one queued after close() would throw there,
+    // out of any caller's reach (an uncaught exception).
+    if (this.closed) throw new Error(messages.diskStoreClosed(this.store.path));
     this.writtenSinceCheck += bytes;
     if (this.writtenSinceCheck > this.maxSize * CHECK_SHARE) this.checkSoon();
+    const transaction = this.store.entries.transaction(work);
+    this.writing.add(transaction);
     try {
-      return await this.store.entries.transaction(work);
+      return await transaction;
     } catch (error) {
       if (!isOutOfSpace(error)) throw error;
       this.context.warn(messages.diskWriteFailed(this.store.path, reasonOf(error)));
       this.full = true;
       this.checkSoon();
       return REFUSED;
+    } finally {
+      this.writing.delete(transaction);
     }
   }
 
