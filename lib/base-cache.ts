@@ -150,9 +150,10 @@ export interface DriverContext {
   /** Logs a backend problem noticed outside a call (a dropped connection), rate-limited. Never put values or passwords in it. */
   warn(message: string): void;
   /**
-   * What every key this cache hands the driver starts with (its entries' and its tag records'
-   * namespaces both do): a driver that keeps state of its own in the store (a namespace
-   * generation, say) names it under this prefix.
+   * What every key this cache hands the driver starts with: its entries' namespace is this plus
+   * ':', its tag records' this plus '%t:'. A driver that keeps state of its own in the store (a
+   * namespace generation, say) names it under this prefix followed by '%' and a letter other than
+   * 't' (memcached and Keyv use '%g'), never by ':', so it can collide with no key of the cache.
    */
   readonly keyPrefix: string;
 }
@@ -455,10 +456,12 @@ export abstract class BaseCache {
     const { scan, clear } = this.driver;
     if (!scan) {
       // A store that cannot list its keys: every entry of the namespace goes (never too few).
-      this.failures.warn(messages.patternClearsNamespace(this.driver.name, pattern));
-      await this.attempt('deleteByPattern', undefined, async () =>
-        clear!.call(this.driver, [this.namespace], this.scanStep),
+      const cleared = await this.attempt(
+        'deleteByPattern',
+        false,
+        async () => (await clear!.call(this.driver, [this.namespace], this.scanStep), true),
       );
+      if (cleared) this.failures.warn(messages.patternClearsNamespace(this.driver.name, pattern));
       return 0;
     }
     let removed = 0;
