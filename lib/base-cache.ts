@@ -840,8 +840,12 @@ export abstract class BaseCache {
     for (const bytes of records) {
       // A record that could not be read may hold an invalidation: the entry cannot be served.
       if (bytes === FAILED) verdict = 'unknown';
+      // Every tagged write creates its records first, living as long as the entry at least: a
+      // record missing now was lost (evicted by the store, or on a server that restarted), and
+      // an invalidation may have been lost with it. The entry is not served.
+      else if (bytes == null) return 'invalidated';
       else {
-        const at = bytes == null ? undefined : decodeTagTime(bytes);
+        const at = decodeTagTime(bytes);
         if (at !== undefined && at >= entry.storedAt) return 'invalidated';
       }
     }

@@ -1,23 +1,36 @@
 import { Module } from '@nestjs/common';
-import { CacheModule } from 'nest-cache';
+import { CacheModule, type CacheModuleOptions } from 'nest-cache';
 import { ProductsController } from './products.controller.js';
 import { ReportsController } from './reports.controller.js';
 import { ReportService } from './report.service.js';
 
 /**
- * Memory by default: nothing to install. For Redis:
+ * Memory by default: nothing to install. Another backend by configuration alone:
  *   CACHE_BACKEND=redis REDIS_URL=redis://127.0.0.1:6379 npm run sample
+ *   CACHE_BACKEND=memcached MEMCACHED_SERVERS=127.0.0.1:11211 npm run sample
+ *   CACHE_BACKEND=disk CACHE_DIR=/tmp/nest-cache-sample npm run sample
  */
+function backend(): Pick<CacheModuleOptions, 'backend' | 'redis' | 'memcached' | 'disk'> {
+  switch (process.env.CACHE_BACKEND) {
+    case 'redis':
+      return {
+        backend: 'redis',
+        redis: { url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
+      };
+    case 'memcached':
+      return { backend: 'memcached', memcached: { servers: process.env.MEMCACHED_SERVERS } };
+    case 'disk':
+      return {
+        backend: 'disk',
+        disk: { path: process.env.CACHE_DIR ?? '.cache/nest-cache-sample' },
+      };
+    default:
+      return { backend: 'memory' };
+  }
+}
+
 @Module({
-  imports: [
-    CacheModule.forRoot({
-      backend: process.env.CACHE_BACKEND === 'redis' ? 'redis' : 'memory',
-      redis: { url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' },
-      prefix: 'sample',
-      ttl: '5m',
-      isGlobal: true,
-    }),
-  ],
+  imports: [CacheModule.forRoot({ ...backend(), prefix: 'sample', ttl: '5m', isGlobal: true })],
   controllers: [ReportsController, ProductsController],
   providers: [ReportService],
 })

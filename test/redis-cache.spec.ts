@@ -269,6 +269,18 @@ describe('RedisCache on a Redis (REDIS_URL, or a private redis-server)', () => {
     expect(await cache.getMany(['a', 'b', 'c'])).toEqual([undefined, undefined, undefined]);
   });
 
+  it('a tag record lost behind the cache (evicted by maxmemory, deleted by hand) makes its entries misses: the invalidation it may have held is not forgotten', async () => {
+    const prefix = namespace();
+    const cache = await cacheOn(redis.url, prefix);
+    const raw = rawClient(redis.url);
+    await cache.set('a', 1, { ttl: 30, tags: ['lost', 'kept'] });
+    await cache.set('b', 2, { ttl: 30, tags: ['kept'] });
+    await raw.del(`${prefix}%t:lost`);
+    expect(await cache.getMany(['a', 'b'])).toEqual([undefined, 2]);
+    await cache.set('a', 3, { ttl: 30, tags: ['lost', 'kept'] });
+    expect(await cache.get('a')).toBe(3);
+  });
+
   it('an invalidation by one process reaches the entries another process wrote', async () => {
     const prefix = namespace();
     const time = { now: 1_700_000_000_000 };
