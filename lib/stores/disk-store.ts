@@ -2,6 +2,7 @@ import {
   accessSync,
   closeSync,
   constants,
+  fstatSync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -29,6 +30,11 @@ export interface DiskStore {
 
 /** The files LMDB keeps in a store's directory: anything else there belongs to someone else. */
 const STORE_FILES = new Set(['data.mdb', 'lock.mdb']);
+/**
+ * What a directory may hold besides a store, and is left alone: a volume's root has lost+found,
+ * and dot-entries are the file system's or the platform's (.snapshot, .DS_Store).
+ */
+const ignored = (name: string) => name === 'lost+found' || name.startsWith('.');
 const ENTRIES_DB = 'nest-cache:entries';
 const EXPIRY_DB = 'nest-cache:expiry';
 const META_DB = 'nest-cache:meta';
@@ -73,7 +79,7 @@ export function preparePath(path: unknown): string {
       'is a file, not a directory: the disk backend keeps its store in a directory of its own (data.mdb and lock.mdb); point disk.path to a new or empty directory',
     );
   }
-  const others = readdirSync(absolute).filter((name) => !STORE_FILES.has(name));
+  const others = readdirSync(absolute).filter((name) => !STORE_FILES.has(name) && !ignored(name));
   if (others.length > 0) {
     throw unusable(
       `holds files that are not a store (${others
@@ -84,15 +90,15 @@ export function preparePath(path: unknown): string {
         )}${others.length > 3 ? ', ...' : ''}): point disk.path to a new or empty directory, kept for the cache`,
     );
   }
-  if (!looksLikeLmdb(resolve(absolute, 'data.mdb'))) {
-    // Checked before lmdb reads it: LMDB trusts its file, and a foreign one can crash the process.
-    throw new CacheConfigError(
-      messages.diskStoreUnopenable(absolute, 'data.mdb is not an LMDB file'),
-    );
+  // Checked before lmdb reads it: LMDB trusts its file, and a foreign or damaged one can crash
+  // the process (SIGBUS on a page past the end of a truncated file).
+  const problem = dataFileProblem(resolve(absolute, 'data.mdb'));
+  if (problem !== undefined) {
+    throw new CacheConfigError(messages.diskStoreUnopenable(absolute, problem));
   }
   try {
     accessSync(absolute, constants.R_OK | constants.W_OK);
-    for (const file of readdirSync(absolute)) {
+    for (const file of readdirSync(absolute).filter((name) => STORE_FILES.has(name))) {
       accessSync(resolve(absolute, file), constants.R_OK | constants.W_OK);
     }
   } catch (error) {
@@ -133,7 +139,7 @@ export function openStore(open: LmdbOpen, path: string): DiskStore {
   try {
     return checked(root, path);
   } catch (error) {
-    void root.close();
+    root.close().catch(() => undefined); // the error that matters is the one thrown below
     if (error instanceof CacheConfigError) throw error;
     throw new CacheConfigError(messages.diskStoreUnopenable(path, reasonOf(error)), {
       cause: error,
@@ -143,8 +149,8 @@ export function openStore(open: LmdbOpen, path: string): DiskStore {
 
 function checked(root: RootDatabase<Buffer, Buffer>, path: string): DiskStore {
   // The root database lists the named databases (their names end with a NUL); a store of ours
-  // holds nothing else.
-  const names = [...root.getKeys()].map((key) =>
+  // holds nothing else. One name more than ours is enough to tell.
+  const names = [...root.getKeys({ limit: OUR_DBS.size + 1 })].map((key) =>
     Buffer.from(key as unknown as Uint8Array)
       .toString('utf8')
       .replace(/\0$/, ''),
@@ -195,29 +201,72 @@ function parseMarker(marker: Buffer): unknown {
   }
 }
 
-/** LMDB's magic number, in the meta page that starts its data file. */
+/**
+ * LMDB's meta pages, as lmdb's build of LMDB (64-bit) lays them out: pages 0 and 1 each hold a
+ * meta after the page header (24 bytes); with overlappingSync, a third copy of the meta fields
+ * from mm_mapsize on (no magic) sits half a page into page 0. LMDB opens with the one of the
+ * highest txnid. Offsets are from the start of the meta page.
+ */
+const META = { flags: 18, magic: 24, psize: 48, lastPage: 144, txnid: 152, bytes: 160 };
+const P_META = 0x08;
 const LMDB_MAGIC = 0xbeefc0de;
+/** LMDB's page sizes: a power of two in this range. */
+const MIN_PAGE = 512;
+const MAX_PAGE = 65_536;
 
 /**
- * Whether `file` is missing, empty (lmdb creates it) or starts with an LMDB meta page: its magic
- * follows the page header (16 bytes, or 24 in lmdb's own build of LMDB).
+ * Why lmdb must not open `file`, or undefined when it may: missing or empty (lmdb creates it),
+ * or an LMDB file whose newest meta page's pages all lie within it. LMDB maps the file and trusts
+ * it: a page past its end (a truncated copy, a disk that filled while copying) is a SIGBUS that
+ * kills the process, which no try/catch stops.
  */
-function looksLikeLmdb(file: string): boolean {
+function dataFileProblem(file: string): string | undefined {
   let fd: number;
   try {
     fd = openSync(file, 'r');
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'ENOENT';
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    return `data.mdb cannot be read: ${reasonOf(error)}`;
   }
   try {
-    const head = Buffer.alloc(32);
-    const read = readSync(fd, head, 0, head.byteLength, 0);
-    if (read === 0) return true;
-    return (
-      read === head.byteLength &&
-      (head.readUInt32LE(16) === LMDB_MAGIC || head.readUInt32LE(24) === LMDB_MAGIC)
+    const size = fstatSync(fd).size;
+    if (size === 0) return undefined;
+    const first = readAt(fd, 0);
+    if (
+      first === undefined ||
+      !(first.readUInt16LE(META.flags) & P_META) ||
+      first.readUInt32LE(META.magic) !== LMDB_MAGIC
+    ) {
+      return 'data.mdb is not an LMDB file';
+    }
+    const pageSize = first.readUInt32LE(META.psize);
+    if (pageSize < MIN_PAGE || pageSize > MAX_PAGE || (pageSize & (pageSize - 1)) !== 0) {
+      return 'data.mdb is damaged: its page size is not one LMDB writes';
+    }
+    const second = readAt(fd, pageSize);
+    if (second === undefined || second.readUInt32LE(META.magic) !== LMDB_MAGIC) {
+      return `data.mdb is damaged or truncated: its second meta page is missing (${size} bytes)`;
+    }
+    const metas = [first, second];
+    const synced = readAt(fd, pageSize / 2);
+    if (synced !== undefined) metas.push(synced);
+    const newest = metas.reduce((a, b) =>
+      b.readBigUInt64LE(META.txnid) > a.readBigUInt64LE(META.txnid) ? b : a,
     );
+    const needed = (newest.readBigUInt64LE(META.lastPage) + 1n) * BigInt(pageSize);
+    if (needed > BigInt(size)) {
+      return `data.mdb is damaged or truncated: it is ${size} bytes, and its pages reach ${needed}`;
+    }
+    return undefined;
+  } catch (error) {
+    return `data.mdb cannot be read: ${reasonOf(error)}`;
   } finally {
     closeSync(fd);
   }
+}
+
+/** The META.bytes bytes at `position` in `fd`, or undefined when the file ends before them. */
+function readAt(fd: number, position: number): Buffer | undefined {
+  const out = Buffer.alloc(META.bytes);
+  return readSync(fd, out, 0, out.byteLength, position) === out.byteLength ? out : undefined;
 }
