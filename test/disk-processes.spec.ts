@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -38,6 +38,24 @@ describe('DiskCache shared by several processes', () => {
         : children.startAs(uid, path, 'get', 'k');
     expect(await child.exited).not.toBe(0);
     expect(child.stderr()).toMatch(/CacheConfigError.*"disk\.path".*is not writable/s);
+    expect(child.lines).not.toContain('ready');
+  });
+
+  it('a truncated store (a copy cut short): the process does not crash, it reports a CacheConfigError naming "disk.path" and the fix', async () => {
+    const path = store('truncated');
+    const cache = await open(path);
+    await cache.setMany(
+      Array.from({ length: 200 }, (_, i) => ({ key: `k${i}`, value: 'v'.repeat(2_000) })),
+    );
+    await cache.close();
+    expect(statSync(join(path, 'data.mdb')).size).toBeGreaterThan(64 * 1024);
+    truncateSync(join(path, 'data.mdb'), 16 * 1024);
+    const child = children.start(path, 'get', 'k0');
+    // LMDB maps the file: a page past its end would kill the process with SIGBUS.
+    expect(await child.exited).toBe(1);
+    expect(child.stderr()).toMatch(
+      /CacheConfigError.*"disk\.path".*truncated: it is 16384 bytes.*delete the directory/s,
+    );
     expect(child.lines).not.toContain('ready');
   });
 

@@ -27,7 +27,8 @@ export const DISK_FORMAT = 1;
 const RECORD_FORMAT = 1;
 const LONG_KEY = 1;
 const TAG_RECORD = 2;
-const HEADER_BYTES = 18;
+/** A record's bytes before the full key (when kept) and the value. */
+export const HEADER_BYTES = 18;
 const KEY_LIMIT = 1_024;
 const HASH_BYTES = 32;
 const LONG_HEAD = KEY_LIMIT + 1 - HASH_BYTES;
@@ -37,7 +38,8 @@ const RANGE_END = Buffer.alloc(HASH_BYTES + 1, 0xff);
 /** What sorts first in the expiry index among records of one reclaimAt. */
 export const ENTRY_KIND = 0;
 export const TAG_KIND = 1;
-const INDEX_HEAD = 9;
+/** An index key's bytes before the record's key. */
+export const INDEX_HEAD = 9;
 
 /** A record read back. */
 export interface DiskRecord {
@@ -126,6 +128,11 @@ export function indexKeyOf(reclaimAt: number, kind: number, stored: Buffer): Buf
   return out;
 }
 
+/** lmdb hands out keys as Uint8Arrays of their own: a Buffer over the same bytes, not a copy. */
+export function asBuffer(key: Uint8Array): Buffer {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+}
+
 /** The record key an expiry index key points to. */
 export function storedKeyInIndex(indexKey: Buffer): Buffer {
   return indexKey.subarray(INDEX_HEAD);
@@ -136,4 +143,18 @@ export function indexEndAt(now: number): Buffer {
   const out = Buffer.alloc(8);
   out.writeDoubleBE(now, 0);
   return out;
+}
+
+/**
+ * Whether `value` (a record, possibly a view lmdb reuses) is the one `indexKey` points to: the same
+ * reclaimAt and kind. An index key left by a write cut short points to a record rewritten since.
+ */
+export function indexedBy(indexKey: Uint8Array, value: Uint8Array | undefined): boolean {
+  if (value === undefined || value.byteLength < HEADER_BYTES || value[0] !== RECORD_FORMAT) {
+    return false;
+  }
+  const index = asBuffer(indexKey);
+  const record = asBuffer(value);
+  const kind = record[1]! & TAG_RECORD ? TAG_KIND : ENTRY_KIND;
+  return index.readDoubleBE(0) === record.readDoubleLE(10) && index[8] === kind;
 }

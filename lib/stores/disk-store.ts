@@ -215,10 +215,11 @@ const MIN_PAGE = 512;
 const MAX_PAGE = 65_536;
 
 /**
- * Why lmdb must not open `file`, or undefined when it may: missing or empty (lmdb creates it),
- * or an LMDB file whose newest meta page's pages all lie within it. LMDB maps the file and trusts
- * it: a page past its end (a truncated copy, a disk that filled while copying) is a SIGBUS that
- * kills the process, which no try/catch stops.
+ * Why lmdb must not open `file`, or undefined when it may: missing, or too short to hold its
+ * meta pages (lmdb then creates it, or refuses it cleanly: it reads those with pread), or an LMDB
+ * file whose newest meta's pages all lie within it. LMDB maps the file and trusts it: a page past
+ * its end (a truncated copy, a disk that filled while copying) is a SIGBUS that kills the
+ * process, which no try/catch stops.
  */
 function dataFileProblem(file: string): string | undefined {
   let fd: number;
@@ -229,11 +230,9 @@ function dataFileProblem(file: string): string | undefined {
     return `data.mdb cannot be read: ${reasonOf(error)}`;
   }
   try {
-    const size = fstatSync(fd).size;
-    if (size === 0) return undefined;
     const first = readAt(fd, 0);
+    if (first === undefined) return undefined;
     if (
-      first === undefined ||
       !(first.readUInt16LE(META.flags) & P_META) ||
       first.readUInt32LE(META.magic) !== LMDB_MAGIC
     ) {
@@ -244,16 +243,15 @@ function dataFileProblem(file: string): string | undefined {
       return 'data.mdb is damaged: its page size is not one LMDB writes';
     }
     const second = readAt(fd, pageSize);
-    if (second === undefined || second.readUInt32LE(META.magic) !== LMDB_MAGIC) {
-      return `data.mdb is damaged or truncated: its second meta page is missing (${size} bytes)`;
-    }
-    const metas = [first, second];
-    const synced = readAt(fd, pageSize / 2);
-    if (synced !== undefined) metas.push(synced);
+    if (second === undefined) return undefined;
+    const metas = [first, second, readAt(fd, pageSize / 2)].filter((meta) => meta !== undefined);
     const newest = metas.reduce((a, b) =>
       b.readBigUInt64LE(META.txnid) > a.readBigUInt64LE(META.txnid) ? b : a,
     );
     const needed = (newest.readBigUInt64LE(META.lastPage) + 1n) * BigInt(pageSize);
+    // Its size read after its metas: another process may be committing, and LMDB writes a
+    // commit's pages before its meta (and never shrinks the file).
+    const size = fstatSync(fd).size;
     if (needed > BigInt(size)) {
       return `data.mdb is damaged or truncated: it is ${size} bytes, and its pages reach ${needed}`;
     }

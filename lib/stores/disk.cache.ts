@@ -5,19 +5,22 @@ import { decodeCounter, encodeCounter } from '../entry.js';
 import { CacheConfigError, NotACounterError } from '../errors.js';
 import { messages, reasonOf } from '../messages.js';
 import {
+  asBuffer,
   decodeRecord,
   type DiskRecord,
   ENTRY_KIND,
   encodeRecord,
-  indexEndAt,
+  HEADER_BYTES,
   indexKeyOf,
   isLongKey,
   rangeOf,
-  storedKeyInIndex,
   storedKeyOf,
   TAG_KIND,
 } from './disk-format.js';
 import { type DiskStore, type LmdbOpen, openStore, preparePath } from './disk-store.js';
+import { DiskSpace, type DiskSweep, REFUSED } from './disk-sweep.js';
+
+export type { DiskSweep } from './disk-sweep.js';
 
 /** Where the disk backend keeps its store, and how large it may grow. */
 export interface DiskCacheOptions {
@@ -32,12 +35,11 @@ export interface DiskCacheOptions {
   path: string;
   /**
    * How large the store's data file may grow, in bytes (at least 1 MiB). Past 75% of it in use,
-   * the entries that expire soonest are evicted (entries that never expire last) down to 65%;
-   * past 90%, writes are dropped until eviction has made room. The bound is kept by a check after
-   * every 1/64 of it written and by the sweep each second, so a burst of writes within one event
-   * turn can pass it for a moment (LMDB never shrinks its file: later writes reuse the space). An
-   * entry larger than an eighth of it is not stored. Give every process that shares the store
-   * the same value.
+   * the entries that expire soonest are evicted (entries that never expire last) down to 65%; a
+   * write that would take it past 90% is dropped until eviction has made room. Each write is
+   * counted before it is queued, so a burst of writes within one event turn is held to the bound
+   * too. An entry larger than an eighth of it is not stored. Give every process that shares the
+   * store the same value.
    * @default 1 GiB
    */
   maxSize?: number;
@@ -46,26 +48,15 @@ export interface DiskCacheOptions {
 /** The default bound on disk: 1 GiB. Disk is cheap, but a cache must never fill it. */
 export const DEFAULT_DISK_MAX_SIZE = 1024 * 1024 * 1024;
 const MIN_DISK_MAX_SIZE = 1024 * 1024;
-/** Eviction starts past this share of maxSize in use, and goes down to EVICT_TO. */
-const EVICT_AT = 0.75;
-const EVICT_TO = 0.65;
-/** Past this share of maxSize in use, writes are dropped until eviction has made room. */
-const REFUSE_AT = 0.9;
 /** The largest entry, as a share of maxSize. */
 const MAX_ENTRY_SHARE = 1 / 8;
 /** How often each process sweeps: expired records, then the size bound. */
 const SWEEP_INTERVAL_MS = 1_000;
-/** Records one sweep or eviction transaction removes at most: a short hold of the write lock. */
-const SWEEP_BATCH = 500;
-/** The size bound is checked again once this share of maxSize has been written since the last check. */
-const CHECK_SHARE = 1 / 64;
 /**
  * How long a tag record is kept past the entries that carry it: their reclaim times are computed
  * a few ms apart from real time, and a record reclaimed first would revive an invalidated entry.
  */
 const TAG_GRACE_MS = 60_000;
-/** A write the store had no room for (see write()). */
-const REFUSED = Symbol('nest-cache:disk-refused');
 /** increment() on a key that holds something else. */
 const NOT_A_COUNTER = Symbol('nest-cache:not-a-counter');
 
@@ -91,33 +82,25 @@ export async function loadLmdb(
   return open;
 }
 
-/** What the sweep did: records reclaimed because they expired, and evicted for the size bound. */
-export interface DiskSweep {
-  expired: number;
-  evicted: number;
-}
-
 /**
  * The disk driver, on LMDB (lmdb): persistent, and shared by the processes of one machine, which
  * open the same directory at once. Reads are synchronous (a memory-mapped B-tree read, each a
  * copy of its own); every write is an LMDB write transaction (lmdb batches those of one event
- * turn into one commit), so counters and tag records are atomic across processes.
+ * turn into one commit; each write is a child transaction of it, so one that fails leaves nothing
+ * behind), so counters and tag records are atomic across processes.
  *
  * Expiry is judged by the cache's clock (each record keeps its expiry on it). Each record also
  * has a reclaim time from real time, in an expiry index ordered by it: every second a sweep
- * removes a batch of those past it, off the hot path, and eviction removes the soonest to be
- * reclaimed first when the store passes its size bound. Tag records sort after the entries of
+ * removes those past it, off the hot path, and eviction removes the soonest to be reclaimed
+ * first when the store nears its size bound (see DiskSpace, disk-sweep.ts). Tag records sort after the entries of
  * the same time, and live TAG_GRACE_MS longer, so eviction never forgets an invalidation that an
  * entry still on disk needs.
  */
 export class DiskDriver implements CacheDriver {
   readonly name = 'disk';
   private readonly store: DiskStore;
-  private readonly maxSize: number;
+  private readonly space: DiskSpace;
   private readonly timer: NodeJS.Timeout;
-  /** Whether the store is past REFUSE_AT, as of the last size check. */
-  private full = false;
-  private writtenSinceCheck = 0;
   private checking = false;
   private sweeping: Promise<DiskSweep> | undefined;
   /** This process's latest write of each key whose transaction has not settled yet; see visible(). */
@@ -125,8 +108,6 @@ export class DiskDriver implements CacheDriver {
   private closed = false;
   /** Transactions queued and not yet settled: close() waits for them. */
   private readonly writing = new Set<Promise<unknown>>();
-  /** The store's page size, in bytes. */
-  private readonly pageSize: number;
 
   constructor(
     open: LmdbOpen,
@@ -136,8 +117,7 @@ export class DiskDriver implements CacheDriver {
   ) {
     // Opened only now that the cache options are valid, so a bad option never leaks a store.
     this.store = openStore(open, path);
-    this.maxSize = maxSize;
-    this.pageSize = (this.store.entries.getStats() as LmdbStats).pageSize;
+    this.space = new DiskSpace(this.store, maxSize);
     this.timer = setInterval(() => void this.sweep(), SWEEP_INTERVAL_MS);
     this.timer.unref();
   }
@@ -159,21 +139,24 @@ export class DiskDriver implements CacheDriver {
   }
 
   async set(key: string, bytes: Uint8Array, ttlMs: number | null): Promise<boolean> {
-    const fits = bytes.byteLength <= this.maxSize * MAX_ENTRY_SHARE && !this.refusing();
-    // The new value cannot be kept; the old one must not be served in its place.
-    const writes = this.prepare([{ key, bytes: fits ? bytes : null, ttlMs }], ENTRY_KIND);
-    return (await this.commit(writes, bytes.byteLength)) && fits;
+    return this.setMany([{ key, bytes, ttlMs }]);
   }
 
   /** One write transaction: every entry, or none. */
   async setMany(entries: DriverEntry[]): Promise<boolean> {
     if (entries.length === 0) return true;
-    const size = entries.reduce((sum, { bytes }) => sum + bytes.byteLength, 0);
-    const fits =
-      entries.every(({ bytes }) => bytes.byteLength <= this.maxSize * MAX_ENTRY_SHARE) &&
-      !this.refusing();
-    if (!fits) return false;
-    return this.commit(this.prepare(entries, ENTRY_KIND), size);
+    const largest = this.space.maxSize * MAX_ENTRY_SHARE;
+    const size = entries.reduce(
+      (sum, { key, bytes }) => sum + this.footprint(key, bytes.byteLength),
+      0,
+    );
+    const fits = entries.every(({ bytes }) => bytes.byteLength <= largest) && this.room(size);
+    // The new values cannot be kept; the old ones must not be served in their place.
+    const writes = this.prepare(
+      fits ? entries : entries.map(({ key }) => ({ key, bytes: null, ttlMs: null })),
+      ENTRY_KIND,
+    );
+    return (await this.commit(writes, fits ? size : 0)) && fits;
   }
 
   async delete(keys: string[]): Promise<number> {
@@ -190,7 +173,8 @@ export class DiskDriver implements CacheDriver {
 
   async increment(key: string, by: number, ttlMs: number | null): Promise<number> {
     const stored = storedKeyOf(key);
-    if (this.refusing()) throw new Error(messages.diskStoreFull(this.store.path, this.maxSize));
+    const size = this.footprint(key, 32);
+    if (!this.room(size)) throw this.fullError();
     const value = await this.write(() => {
       const now = this.context.clock.now();
       const record = this.live(stored, now);
@@ -204,14 +188,15 @@ export class DiskDriver implements CacheDriver {
       const times = { expiresAt: record.expiresAt, reclaimAt: record.reclaimAt };
       this.put(key, stored, encodeCounter(next), times, ENTRY_KIND);
       return next;
-    }, 32);
+    }, size);
     if (value === NOT_A_COUNTER) throw new NotACounterError(messages.notACounter(key));
-    if (value === REFUSED) throw new Error(messages.diskStoreFull(this.store.path, this.maxSize));
+    if (value === REFUSED) throw this.fullError();
     return value;
   }
 
   async touchTags(keys: string[], expiresAt: number | null): Promise<void> {
-    if (this.refusing()) throw new Error(messages.diskStoreFull(this.store.path, this.maxSize));
+    const size = this.tagsFootprint(keys);
+    if (!this.room(size)) throw this.fullError();
     const stored = keys.map((key) => ({ key, stored: storedKeyOf(key) }));
     const touched = await this.write(() => {
       const now = this.context.clock.now();
@@ -224,14 +209,16 @@ export class DiskDriver implements CacheDriver {
           this.put(key, at, record.bytes, times, TAG_KIND);
         }
       }
-    }, 64 * keys.length);
+    }, size);
     // An entry whose tags could not be recorded must not be written: BaseCache drops it.
-    if (touched === REFUSED) throw new Error(messages.diskStoreFull(this.store.path, this.maxSize));
+    if (touched === REFUSED) throw this.fullError();
   }
 
   async invalidateTags(keys: string[], at: number, keepMs: number): Promise<void> {
     const stored = keys.map((key) => ({ key, stored: storedKeyOf(key) }));
     // Never refused: an invalidation must land even when the store is full.
+    const size = this.tagsFootprint(keys);
+    this.space.reserve(size, true);
     const invalidated = await this.write(() => {
       const now = this.context.clock.now();
       const keep = this.expiryOf(keepMs);
@@ -239,10 +226,8 @@ export class DiskDriver implements CacheDriver {
         const record = this.live(where, now);
         this.put(key, where, encodeCounter(at), tagTimes(keep, record), TAG_KIND);
       }
-    }, 64 * keys.length);
-    if (invalidated === REFUSED) {
-      throw new Error(messages.diskStoreFull(this.store.path, this.maxSize));
-    }
+    }, size);
+    if (invalidated === REFUSED) throw this.fullError();
   }
 
   /** The full keys that start with `prefix`, in batches read from a fresh snapshot each. */
@@ -273,12 +258,28 @@ export class DiskDriver implements CacheDriver {
   }
 
   /**
-   * Reclaims the records whose reclaim time has passed (SWEEP_BATCH at most), then evicts past
-   * the size bound. Runs every second by itself; concurrent calls share one sweep.
+   * Reclaims the records whose reclaim time has passed, then evicts near the size bound (see
+   * DiskSpace.sweep). Runs every second by itself; concurrent calls share one sweep.
    */
   sweep(): Promise<DiskSweep> {
     this.sweeping ??= this.sweepOnce().finally(() => (this.sweeping = undefined));
     return this.sweeping;
+  }
+
+  private async sweepOnce(): Promise<DiskSweep> {
+    if (this.closed) return { expired: 0, evicted: 0 };
+    try {
+      return await this.space.sweep(
+        (work) => this.write(work, 0),
+        () => this.closed,
+      );
+    } catch (error) {
+      // Off the hot path: nobody awaits a sweep but tests; a failure is logged, the next one retries.
+      if (!this.closed) {
+        this.context.warn(messages.diskWriteFailed(this.store.path, reasonOf(error)));
+      }
+      return { expired: 0, evicted: 0 };
+    }
   }
 
   async close(): Promise<void> {
@@ -286,7 +287,7 @@ export class DiskDriver implements CacheDriver {
     this.closed = true;
     await this.sweeping?.catch(() => undefined);
     // Writes already queued commit (or fail) before the store closes under them.
-    await Promise.allSettled([...this.writing]);
+    await Promise.allSettled(this.writing);
     await this.store.root.close();
   }
 
@@ -323,12 +324,11 @@ export class DiskDriver implements CacheDriver {
     });
   }
 
-  /** Stores prepared writes in one transaction; false when the store had no room. */
-  private async commit(writes: PendingWrite[], bytes: number): Promise<boolean> {
+  /** Stores prepared writes in one transaction (`reserved`: their bytes, see DiskSpace); false when the store had no room. */
+  private async commit(writes: PendingWrite[], reserved: number): Promise<boolean> {
     try {
-      return (
-        (await this.write(() => writes.forEach((write) => this.apply(write)), bytes)) !== REFUSED
-      );
+      const done = await this.write(() => writes.forEach((write) => this.apply(write)), reserved);
+      return done !== REFUSED;
     } finally {
       this.settled(writes);
     }
@@ -416,7 +416,7 @@ export class DiskDriver implements CacheDriver {
       end: range.end,
       limit: SCAN_BATCH,
     })) {
-      const at = Buffer.from(key);
+      const at = asBuffer(key);
       stored.push(at);
       const record = decodeRecord(value);
       const full = isLongKey(at) ? record?.fullKey : at.toString('utf8');
@@ -427,38 +427,61 @@ export class DiskDriver implements CacheDriver {
     return { stored, keys, matching };
   }
 
-  // ---- writes, sweep and size bound -------------------------------------------------------
+  // ---- writes and the size bound ------------------------------------------------------------
 
   /**
-   * Runs `work` in an LMDB write transaction (batched with the others of this event turn). A
-   * store out of space resolves REFUSED, with a warning, and triggers eviction; other errors
-   * reject (BaseCache fails open).
+   * Runs `work` in an LMDB write transaction: a child transaction of the batch lmdb commits for
+   * this event turn, so a `work` that throws leaves none of its writes (lmdb commits the batch
+   * even when one callback throws; a child transaction is aborted alone: see lmdb's
+   * executeTxnCallbacks). `reserved`: the bytes DiskSpace counted for it. A store out of space
+   * resolves REFUSED, with a warning, and triggers eviction; other errors reject (BaseCache fails
+   * open).
    */
-  private async write<T>(work: () => T, bytes: number): Promise<T | typeof REFUSED> {
+  private async write<T>(work: () => T, reserved: number): Promise<T | typeof REFUSED> {
     // lmdb runs a queued transaction on a later turn: one queued after close() would throw there,
     // out of any caller's reach (an uncaught exception).
-    if (this.closed) throw new Error(messages.diskStoreClosed(this.store.path));
-    this.writtenSinceCheck += bytes;
-    if (this.writtenSinceCheck > this.maxSize * CHECK_SHARE) this.checkSoon();
-    const transaction = this.store.entries.transaction(work);
+    if (this.closed) {
+      this.space.settle(reserved);
+      throw new Error(messages.diskStoreClosed(this.store.path));
+    }
+    const transaction = this.store.entries.childTransaction(work);
     this.writing.add(transaction);
     try {
       return await transaction;
     } catch (error) {
       if (!isOutOfSpace(error)) throw error;
       this.context.warn(messages.diskWriteFailed(this.store.path, reasonOf(error)));
-      this.full = true;
       this.checkSoon();
       return REFUSED;
     } finally {
       this.writing.delete(transaction);
+      this.space.settle(reserved);
     }
   }
 
-  /** Whether writes are dropped for now (the store is past REFUSE_AT); warns when so. */
-  private refusing(): boolean {
-    if (this.full) this.context.warn(messages.diskStoreFull(this.store.path, this.maxSize));
-    return this.full;
+  /**
+   * Whether `bytes` more may be written (DiskSpace counts them); warns when not. Either way,
+   * a store near its bound is swept at once.
+   */
+  private room(bytes: number): boolean {
+    const fits = this.space.reserve(bytes);
+    if (!fits) this.context.warn(messages.diskStoreFull(this.store.path, this.space.maxSize));
+    if (!fits || this.space.crowded()) this.checkSoon();
+    return fits;
+  }
+
+  private fullError(): Error {
+    return new Error(messages.diskStoreFull(this.store.path, this.space.maxSize));
+  }
+
+  /** About the bytes a record of `full` with a value of `bytes` takes (see DiskSpace.footprint). */
+  private footprint(full: string, bytes: number): number {
+    return this.space.footprint(Buffer.byteLength(full), HEADER_BYTES + bytes);
+  }
+
+  /** About the bytes the tag records of `keys` take: a counter each. */
+  private tagsFootprint(keys: string[]): number {
+    return keys.reduce((sum, key) => sum + this.footprint(key, 32), 0);
   }
 
   private checkSoon(): void {
@@ -468,76 +491,6 @@ export class DiskDriver implements CacheDriver {
       this.checking = false;
       void this.sweep();
     });
-  }
-
-  private async sweepOnce(): Promise<DiskSweep> {
-    const done = { expired: 0, evicted: 0 };
-    if (this.closed) return done;
-    try {
-      this.writtenSinceCheck = 0;
-      done.expired = await this.reclaim(indexEndAt(Date.now()));
-      let { used, bound } = this.usage();
-      if (used > bound * EVICT_AT) {
-        while (!this.closed && used > bound * EVICT_TO) {
-          const evicted = await this.reclaim(undefined, used - bound * EVICT_TO);
-          if (evicted === 0) break;
-          done.evicted += evicted;
-          ({ used, bound } = this.usage());
-        }
-      }
-      this.full = used > bound * REFUSE_AT;
-    } catch (error) {
-      // Off the hot path: nobody awaits a sweep but tests; a failure is logged, the next one retries.
-      if (!this.closed)
-        this.context.warn(messages.diskWriteFailed(this.store.path, reasonOf(error)));
-    }
-    return done;
-  }
-
-  /**
-   * Removes records in the order of the expiry index, in one write transaction, and resolves how
-   * many: at most SWEEP_BATCH, those before `end` when given (the sweep), or until about
-   * `bytes` are freed (eviction, soonest to be reclaimed first).
-   */
-  private async reclaim(end: Buffer | undefined, bytes = Infinity): Promise<number> {
-    const doomed = [...this.store.expiry.getKeys({ end, limit: SWEEP_BATCH })].map((key) =>
-      Buffer.from(key),
-    );
-    if (doomed.length === 0) return 0;
-    return this.store.entries.transaction(() => {
-      let count = 0;
-      let freed = 0;
-      for (const indexKey of doomed) {
-        if (freed >= bytes) break;
-        // Read again inside the transaction: another process may have rewritten it meanwhile.
-        if (!this.store.expiry.doesExist(indexKey)) continue;
-        const stored = Buffer.from(storedKeyInIndex(indexKey));
-        freed += recordBytes(stored, this.store.entries.getBinary(stored), this.pageSize);
-        this.store.expiry.remove(indexKey);
-        this.store.entries.remove(stored);
-        count += 1;
-      }
-      return count;
-    });
-  }
-
-  /**
-   * Bytes of the pages in use (every database's tree, the free list's, the two meta pages), and
-   * the bound they are held to: maxSize, shrunk by as much as the data file has grown past it.
-   * LMDB never shrinks its file, but reuses freed pages; it grows the file when they are too few
-   * or too scattered for a write, so past maxSize the cache keeps more of them free.
-   */
-  private usage(): { used: number; bound: number } {
-    const { root, entries, expiry } = this.store;
-    // Stats read the snapshot of this event turn: renew it, to see the eviction just committed.
-    root.resetReadTxn();
-    const stats = entries.getStats() as LmdbStats;
-    const pages = (s: PageStats) => s.treeBranchPageCount + s.treeLeafPageCount + s.overflowPages;
-    const indexPages = pages(expiry.getStats() as PageStats);
-    const used =
-      (pages(stats) + indexPages + pages(stats.root) + pages(stats.free) + 2) * stats.pageSize;
-    const file = (stats.lastPageNumber + 1) * stats.pageSize;
-    return { used, bound: (this.maxSize * this.maxSize) / Math.max(file, this.maxSize) };
   }
 }
 
@@ -551,32 +504,7 @@ interface PendingWrite {
   kind: number;
 }
 
-interface PageStats {
-  treeBranchPageCount: number;
-  treeLeafPageCount: number;
-  overflowPages: number;
-}
-
-interface LmdbStats extends PageStats {
-  pageSize: number;
-  lastPageNumber: number;
-  root: PageStats;
-  free: PageStats;
-}
-
 const EMPTY = Buffer.alloc(0);
-/** LMDB's overhead per node (a record, an index key), in bytes. */
-const NODE_BYTES = 16;
-
-/**
- * About how many bytes removing a record frees: its node and its index key's, or whole pages for
- * a value LMDB keeps on pages of its own (over a quarter of a page).
- */
-function recordBytes(stored: Buffer, value: Buffer | undefined, pageSize: number): number {
-  const size = value?.byteLength ?? 0;
-  const body = size > pageSize / 4 ? Math.ceil(size / pageSize) * pageSize : size;
-  return body + 2 * (stored.byteLength + NODE_BYTES) + 9;
-}
 const ZERO = Buffer.alloc(1);
 
 /** A tag record's times: at least `wanted`, never earlier than it had; reclaimed TAG_GRACE_MS after its entries. */
