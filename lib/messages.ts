@@ -182,17 +182,23 @@ export const messages = {
   memcachedTimeoutOverOperationTimeout: (requestMs: number, operationMs: number) =>
     `Invalid CacheModule option "memcached": a request may take ${requestMs} ms ((retries + 1) × (connectTimeout + commandTimeout), plus 200 ms between tries), which is not below "operationTimeout" (${operationMs} ms), so the cache would give up on requests the client still waits for. Lower memcached.commandTimeout (default 500), memcached.connectTimeout (default 500) or memcached.retries (default 0), or raise operationTimeout (default '2s').`,
 
-  adoptedMemcachedClientSlow: (requestMs: number, operationMs: number) =>
-    `The memjs client passed as "memcached.client" may wait ${requestMs} ms for a request (its retries, timeout and conntimeout), not below "operationTimeout" (${operationMs} ms): the cache gives up first and counts an error while the client still waits. Create the client with smaller retries/timeout/conntimeout, or let MemcachedCache create it.`,
-
   memcachedClientSaid: (target: string, line: string) =>
     `MemcachedCache cannot use memcached at ${target} (memjs: ${line}); it fails open meanwhile (reads are misses, writes are dropped) and tries again on the next call. Check that memcached is up and that CacheModule option "memcached.servers" points to it.`,
 
-  memcachedValueTooLarge: (key: string, bytes: number) =>
-    `Entry "${key}" (${bytes} bytes with its metadata) was not stored: memcached refused it as larger than its item size (memcached -I, 1 MB by default); the entry it replaced was removed. Store smaller values, or start memcached with a larger -I.`,
+  memcachedValueTooLarge: (key: string, bytes: number, limit: string) =>
+    `Entry "${key}" (${bytes} bytes with its metadata) was not stored: it is larger than ${limit}; the entry it replaced was removed. Store smaller values, or raise the limit (memcached -I, then CacheModule option "memcached.maxValueBytes").`,
 
   memcachedAnswered: (operation: string, status: number) =>
     `memcached answered ${operation} with status 0x${status.toString(16).padStart(4, '0')} (${MEMCACHED_STATUS[status] ?? 'unknown status'})`,
+
+  memjsIncompatible: (missing: string[]) =>
+    `CacheModule option backend: 'memcached' needs memjs ~1.3.2: the memcached backend relies on memjs internals, and the installed memjs lacks ${missing.join(', ')}. Run \`npm install memjs@~1.3.2\`.`,
+
+  memcachedInvalidOption: (option: string, value: unknown, rule: string) =>
+    `Invalid CacheModule option "${option}": ${typeof value === 'string' ? (value ? 'a string (not shown: it may hold credentials)' : 'an empty string') : describe(value)}. ${rule}`,
+
+  memcachedPastDeadline: (key: string) =>
+    `"${key}" was not updated: memcached answered too slowly, and the write could have landed after operationTimeout, when the call was already reported failed`,
 
   memcachedContended: (key: string, tries: number) =>
     `"${key}" was changed by other clients ${tries} times while this one tried to update it (compare-and-swap); the update was given up`,
@@ -210,6 +216,9 @@ export const messages = {
 
   keyvStoreFailed: (store: string, reason: string) =>
     `The Keyv store ${store} reported an error (${reason}); the cache fails open meanwhile: reads are misses, writes are dropped, requests are still served.`,
+
+  keyvCallFailed: (store: string, reason: string) =>
+    `the Keyv store ${store} reported an error while the call ran (${reason}), though it answered as if it had none`,
 
   // ---- disk backend (lib/stores/disk.cache.ts) ----
 

@@ -1,50 +1,19 @@
 import { randomInt } from 'node:crypto';
-import type { Keyv, KeyvOptions, KeyvStoreAdapter } from 'keyv';
+import type { Keyv } from 'keyv';
 import { BaseCache, type BaseCacheOptions, type DriverContext } from '../base-cache.js';
 import { SCAN_BATCH } from '../cache.constants.js';
 import type { CacheDriver, DriverEntry, Step } from '../driver.js';
-import { CacheConfigError } from '../errors.js';
-import { describe, messages, reasonOf } from '../messages.js';
+import { messages, reasonOf } from '../messages.js';
 import { noop, settleWithin } from '../settle-within.js';
+import { type KeyvCacheOptions, type KeyvConnection, planKeyv } from './keyv.connection.js';
 
-/** A Keyv instance, or what `new Keyv(store)` accepts as a store. */
-export type KeyvStore = Keyv | KeyvStoreAdapter | Map<unknown, unknown>;
-
-/** Options of the keyv backend (CacheModule option "keyv"). */
-export interface KeyvCacheOptions {
-  /**
-   * Where entries live, as you would list it in `stores` of @nestjs/cache-manager:
-   * - a Keyv storage adapter: `new KeyvRedis(url)`, `new KeyvPostgres({ uri })`, `new KeyvSqlite(...)`,
-   *   `new KeyvMongo(...)`... (the bridge wraps it in a Keyv of its own, Keyv's default namespace 'keyv');
-   * - a Keyv instance: `new Keyv({ store, namespace })`, `createKeyv(url)`. Its store, namespace,
-   *   key prefixing, serializer and compression are used; its default ttl, hooks and error
-   *   handling are not (nest-cache gives every entry its ttl, and must see every failure);
-   * - a Map: Keyv's in-memory store (this process only, never evicted: for tests).
-   * Required: for an in-process cache, use backend 'memory'.
-   */
-  store: KeyvStore;
-  /**
-   * Whether close() (at application shutdown) disconnects the store (its `disconnect()`).
-   * @default true, as @nestjs/cache-manager does with its stores: the store is usually made for
-   * this cache in the module's factory. Set false when other code shares the store and
-   * disconnects it itself (@keyv/postgres, say, shares one pool per URI in the process).
-   */
-  disconnect?: boolean;
-}
-
-type KeyvConstructor = new (options?: KeyvOptions) => Keyv;
-
-/** A store, planned: the Keyv the driver talks to, and what it may say in logs. */
-export interface KeyvConnection {
-  /** The bridge's own Keyv, around the store (throwOnErrors: every failure reaches the cache). */
-  keyv: Keyv;
-  /** Whether close() disconnects the store. */
-  disconnect: boolean;
-  /** The store's name in log lines: 'KeyvRedis', 'Map'... */
-  storeName: string;
-  /** Passwords found in the store's options: scrubbed from every log line. */
-  secrets: string[];
-}
+export {
+  type KeyvCacheOptions,
+  type KeyvConnection,
+  type KeyvStore,
+  loadKeyv,
+  planKeyv,
+} from './keyv.connection.js';
 
 /**
  * Layout of a value the bridge hands Keyv: base64 of
@@ -59,17 +28,133 @@ const VALUE_HEADER = 14;
 /** A key's NUL is escaped in the store (PostgreSQL text holds none), with SOH as the escape. */
 const NUL = '\0';
 const SOH = '\u0001';
+/** How long create() waits for the store's first answer at most (an adapter connects on its first call). */
+const MAX_FIRST_ATTEMPT_MS = 2_000;
+
+/** A write the driver was handed, with its expiry by the cache's clock (taken when it was called). */
+interface Pending extends DriverEntry {
+  expiresAt: number;
+}
+
+/**
+ * Namespace generations, for a store whose keys the bridge cannot list: the idea of
+ * memcached-generations.ts, with the generation inside each value rather than in its key.
+ *
+ * Each scope of the cache (its entries, `${keyPrefix}:`; its tag records, `${keyPrefix}%t:`) has
+ * a record, `${keyPrefix}%g` then the scope ('' or '%t'), holding a random id; every value carries
+ * the id of its scope when it was written. clear(prefixes) writes a fresh id for the scopes named:
+ * the older values are misses from then on (their ttl reclaims them), in every process, since every
+ * read fetches the records along with its values. A write is checked against the record once
+ * written, and done again under the new id when a clear came meanwhile: never left unseen under
+ * an old one.
+ */
+class Generations {
+  /** The current id of each scope, as last seen (what writes carry). */
+  private readonly known = new Map<string, number>();
+  /** Records being replaced because they were found missing, by scope. */
+  private readonly replacing = new Map<string, Promise<number>>();
+
+  constructor(
+    private readonly keyPrefix: string,
+    private readonly keyv: Keyv,
+    private readonly fetch: (storedKeys: string[]) => Promise<unknown[]>,
+  ) {}
+
+  /** The scopes of `keys`, each once: '' (entries), '%t' (tag records). */
+  scopesOf(keys: string[]): string[] {
+    return [...new Set(keys.map((key) => this.scopeOf(key)))];
+  }
+
+  /** What `key` holds between the key prefix and its first ':' after it. */
+  scopeOf(key: string): string {
+    const end = key.indexOf(':', this.keyPrefix.length);
+    if (!key.startsWith(this.keyPrefix) || end < 0) {
+      throw new Error(
+        `the key "${key}" is outside the namespace "${this.keyPrefix}" of this cache`,
+      );
+    }
+    return key.slice(this.keyPrefix.length, end);
+  }
+
+  /** The stored keys of the records of `scopes`: no ':' after the key prefix, so never a key of the cache. */
+  recordKeys(scopes: string[]): string[] {
+    return scopes.map((scope) => storeKey(`${this.keyPrefix}%g${scope}`));
+  }
+
+  /**
+   * Takes the records read (in the order of `scopes`): each scope's current generation. A missing
+   * (evicted, deleted) or foreign record is replaced by a new generation, never by an older id, so
+   * that values from before a clear can never come back.
+   */
+  async adopt(scopes: string[], records: unknown[]): Promise<Map<string, number>> {
+    const current = new Map<string, number>();
+    await Promise.all(
+      scopes.map(async (scope, i) => {
+        const found = parseGeneration(records[i]);
+        if (found !== undefined) this.known.set(scope, found);
+        current.set(scope, found ?? (await this.replaceMissing(scope)));
+      }),
+    );
+    return current;
+  }
+
+  /** The generation each scope's writes carry: as last seen, else read (one round trip). */
+  async current(scopes: string[]): Promise<Map<string, number>> {
+    const unknown = scopes.filter((scope) => !this.known.has(scope));
+    const read =
+      unknown.length > 0
+        ? await this.adopt(unknown, await this.fetch(this.recordKeys(unknown)))
+        : undefined;
+    return new Map(scopes.map((scope) => [scope, read?.get(scope) ?? this.known.get(scope)!]));
+  }
+
+  /** After a write under `used`: the scopes whose generation changed meanwhile, with the new one. */
+  async movedSince(used: Map<string, number>): Promise<Map<string, number>> {
+    const scopes = [...used.keys()];
+    const now = await this.adopt(scopes, await this.fetch(this.recordKeys(scopes)));
+    for (const [scope, generation] of used) if (now.get(scope) === generation) now.delete(scope);
+    return now;
+  }
+
+  /** Moves the scope of `prefix` (a scope itself: it ends with its first ':') to a new generation. */
+  async renew(prefix: string): Promise<void> {
+    await this.write(this.scopeOf(prefix));
+  }
+
+  /** Concurrent finds of one missing record in this process share one replacement. */
+  private replaceMissing(scope: string): Promise<number> {
+    let replacing = this.replacing.get(scope);
+    if (!replacing) {
+      replacing = this.write(scope).finally(() => this.replacing.delete(scope));
+      this.replacing.set(scope, replacing);
+    }
+    return replacing;
+  }
+
+  private async write(scope: string): Promise<number> {
+    let generation: number;
+    do generation = randomInt(1, 2 ** 32);
+    while (generation === this.known.get(scope));
+    // 0: never expires, whatever default ttl the store has.
+    const [recordKey] = this.recordKeys([scope]);
+    await this.keyv.set(recordKey!, String(generation), 0);
+    this.known.set(scope, generation);
+    return generation;
+  }
+}
 
 /**
  * The bridge to any Keyv storage adapter. Entries go through a Keyv of its own (namespace, the
  * `{ value, expires }` wrapper and serialization are Keyv's), each value carrying its expiry by
  * the cache's clock: Keyv's and the store's own expiry (real time, the same ttl) only reclaim.
  *
- * Stores Keyv can iterate (Map, redis, postgres, sqlite, mysql, mongo, etcd, valkey) implement
- * scan. The others cannot list keys: clear() moves the cache to a new generation instead (a record
- * beside the namespace, read with every value), and older entries are misses until their
- * ttl reclaims them. Counters and tag records use BaseCache's fallbacks: atomic within one
- * process, not across processes (no Keyv store offers a read-modify-write).
+ * A store whose keys the bridge can list exactly (a Map; an iterable adapter, as redis, postgres,
+ * sqlite, mysql, mongo, under a Keyv namespace: see keyListing()) implements scan. The others
+ * clear with generations (see Generations). Counters and tag records use BaseCache's fallbacks:
+ * atomic within one process, not across processes (no Keyv store offers a read-modify-write).
+ *
+ * A call fails when the store reported an error while it ran, even if the adapter answered as
+ * if all went well (see checked()).
  */
 export class KeyvDriver implements CacheDriver {
   readonly name = 'keyv';
@@ -81,17 +166,18 @@ export class KeyvDriver implements CacheDriver {
     pattern: string | undefined,
     step: Step,
   ) => AsyncIterable<string[]>;
-  /** Where it cannot: clear() starts a new generation. */
-  readonly clear?: () => Promise<void>;
-  /** The record of the current generation (no ':' in it: never one of a cache's keys). */
-  private readonly generationKey: string;
-  /** The generation this process last read or wrote; undefined until then, or where keys are listed. */
-  private generation: number | undefined;
-  private generationLoad?: Promise<number>;
+  /** Where it cannot: clear() starts a new generation of each scope named. */
+  readonly clear?: (prefixes: string[]) => Promise<void>;
+  private readonly generations?: Generations;
   /** Writes in progress, by key; see inOrder(). */
   private readonly writing = new Map<string, Promise<void>>();
+  /** How many 'error' events the store has reported, and the last one, scrubbed; see checked(). */
+  private errorsSeen = 0;
+  private lastError = '';
   private readonly onError = (error: unknown) => {
-    this.context.warn(messages.keyvStoreFailed(this.connection.storeName, this.reasonOf(error)));
+    this.errorsSeen += 1;
+    this.lastError = this.reasonOf(error);
+    this.context.warn(messages.keyvStoreFailed(this.connection.storeName, this.lastError));
   };
 
   constructor(
@@ -100,108 +186,131 @@ export class KeyvDriver implements CacheDriver {
   ) {
     this.keyv = connection.keyv;
     this.keyv.on('error', this.onError);
-    this.generationKey = `${context.keyPrefix}%g`;
-    if (this.keyv.iterator) this.scan = (prefix, _pattern, step) => this.keysUnder(prefix, step);
-    else this.clear = () => this.startGeneration().then(noop);
+    const { listKeys } = connection;
+    if (listKeys) {
+      this.scan = (prefix, _pattern, step) => this.keysUnder(listKeys, prefix, step);
+    } else {
+      const generations = new Generations(context.keyPrefix, this.keyv, (keys) => this.fetch(keys));
+      this.generations = generations;
+      this.clear = (prefixes) =>
+        this.checked(async () => {
+          await Promise.all(prefixes.map((prefix) => generations.renew(prefix)));
+        });
+    }
+  }
+
+  /**
+   * Makes the store's first call (an adapter connects then: @keyv/redis without an offline queue
+   * refuses the calls made while it connects), and learns the generations, at most
+   * MAX_FIRST_ATTEMPT_MS (or operationTimeout). A failure is only logged: the cache fails open.
+   */
+  async firstAttempt(): Promise<void> {
+    const { generations } = this;
+    const first = generations
+      ? generations.current(['', '%t'])
+      : this.keyv.get(storeKey(`${this.context.keyPrefix}%g`));
+    await settleWithin(first, Math.min(this.context.operationTimeoutMs, MAX_FIRST_ATTEMPT_MS));
   }
 
   async get(key: string): Promise<Buffer | undefined> {
-    const [found] = await this.readMany([key]);
+    const [found] = await this.checked(() => this.readMany([key]));
     return found?.bytes;
   }
 
   async getMany(keys: string[]): Promise<(Buffer | undefined)[]> {
     if (keys.length === 0) return [];
-    return (await this.readMany(keys)).map((found) => found?.bytes);
+    return (await this.checked(() => this.readMany(keys))).map((found) => found?.bytes);
   }
 
   set(key: string, bytes: Uint8Array, ttlMs: number | null): Promise<boolean> {
-    const expiresAt = this.expiryOf(ttlMs);
-    return this.inOrder([key], async () => {
-      const value = encodeValue(bytes, expiresAt, await this.writeGeneration());
-      return this.keyv.set(storeKey(key), value, keyvTtl(ttlMs));
-    });
+    return this.write([{ key, bytes, ttlMs, expiresAt: this.expiryOf(ttlMs) }]);
   }
 
   /** Keyv's setMany: one round trip where the store has one (redis MULTI, postgres one INSERT). */
   setMany(entries: DriverEntry[]): Promise<boolean> {
     if (entries.length === 0) return Promise.resolve(true);
-    const expiries = entries.map(({ ttlMs }) => this.expiryOf(ttlMs));
-    return this.inOrder(
-      entries.map(({ key }) => key),
-      async () => {
-        const generation = await this.writeGeneration();
-        const results: unknown = await this.keyv.setMany(
-          entries.map(({ key, bytes, ttlMs }, i) => ({
-            key: storeKey(key),
-            value: encodeValue(bytes, expiries[i]!, generation),
-            ttl: keyvTtl(ttlMs),
-          })),
-        );
-        // Keyv resolves what the store's setMany does: booleans, or nothing (it threw otherwise).
-        return !Array.isArray(results) || results.every((stored) => stored !== false);
-      },
+    return this.write(
+      entries.map((entry) => ({ ...entry, expiresAt: this.expiryOf(entry.ttlMs) })),
     );
   }
 
   /** How many keys the store deleted (one Keyv delete each: its deleteMany says no count). */
   delete(keys: string[]): Promise<number> {
-    return this.inOrder(keys, async () => {
-      const deleted = await Promise.all(keys.map((key) => this.keyv.delete(storeKey(key))));
-      return deleted.filter(Boolean).length;
-    });
+    return this.checked(() =>
+      this.inOrder(keys, async () => {
+        const deleted = await Promise.all(keys.map((key) => this.keyv.delete(storeKey(key))));
+        return deleted.filter(Boolean).length;
+      }),
+    );
   }
 
   async ttl(key: string): Promise<number | null | undefined> {
-    const [found] = await this.readMany([key]);
+    const [found] = await this.checked(() => this.readMany([key]));
     if (!found) return undefined;
     return found.expiresAt === Infinity ? null : found.expiresAt - this.context.clock.now();
   }
 
-  /** Disconnects the store unless told not to (see KeyvCacheOptions.disconnect). */
+  /** Disconnects the store unless told not to (see KeyvCacheOptions.disconnect), and gives it back as it was. */
   async close(): Promise<void> {
     try {
       if (this.connection.disconnect) await this.keyv.disconnect();
     } finally {
       this.keyv.off('error', this.onError);
+      this.connection.release();
     }
   }
 
   /**
-   * The keys under `prefix`, in batches, from the store's iterator (each step bounded). The
-   * iterator hands keys as Keyv stored them: with Keyv's namespace, which is stripped here.
+   * Runs a call, failing it when the store reported an error while it ran: adapters that swallow
+   * their failures (@keyv/postgres's iterator, @keyv/redis without throwOnErrors) answer as if all
+   * went well and say so only by an 'error' event. An event of a concurrent call fails this one
+   * too: a miss or a dropped write more, never a failure unseen.
    */
-  private async *keysUnder(prefix: string, step: Step): AsyncIterable<string[]> {
+  private async checked<T>(call: () => Promise<T>): Promise<T> {
+    const before = this.errorsSeen;
+    const result = await call();
+    this.assertNoErrorSince(before);
+    return result;
+  }
+
+  private assertNoErrorSince(before: number): void {
+    if (this.errorsSeen === before) return;
+    throw new Error(messages.keyvCallFailed(this.connection.storeName, this.lastError));
+  }
+
+  /**
+   * The keys under `prefix`, in batches, from the store's listing (each step bounded). The listing
+   * hands keys as Keyv stored them: with Keyv's namespace, which is stripped here.
+   */
+  private async *keysUnder(
+    listKeys: NonNullable<KeyvConnection['listKeys']>,
+    prefix: string,
+    step: Step,
+  ): AsyncIterable<string[]> {
     const { keyv } = this;
-    const store = keyv.store as KeyvStoreAdapter | Map<unknown, unknown>;
     const namespace = keyv.useKeyPrefix && keyv.namespace ? `${keyv.namespace}:` : '';
-    const own = (stored: unknown): string | undefined => {
-      if (typeof stored !== 'string' || !stored.startsWith(namespace)) return undefined;
-      const key = fromStoreKey(stored.slice(namespace.length));
-      return key.startsWith(prefix) ? key : undefined;
-    };
-    if (store instanceof Map) {
-      // A snapshot: the caller deletes while it walks.
-      const keys = [...store.keys()].map(own).filter((key): key is string => key !== undefined);
-      for (let i = 0; i < keys.length; i += SCAN_BATCH) yield keys.slice(i, i + SCAN_BATCH);
-      return;
-    }
-    const entries = store.iterator!(store.namespace)[Symbol.asyncIterator]();
+    const before = this.errorsSeen;
+    const listing = listKeys();
     let batch: string[] = [];
     try {
       for (;;) {
-        const next = await step(entries.next());
+        const next = await step(listing.next());
+        // @keyv/postgres's iterator ends early on a failure, as if it had listed every key.
+        this.assertNoErrorSince(before);
         if (next.done) break;
-        const key = own((next.value as unknown[])[0]);
-        if (key !== undefined) batch.push(key);
+        for (const stored of next.value) {
+          if (typeof stored !== 'string' || !stored.startsWith(namespace)) continue;
+          const key = fromStoreKey(stored.slice(namespace.length));
+          if (key.startsWith(prefix)) batch.push(key);
+        }
         if (batch.length >= SCAN_BATCH) {
           yield batch;
           batch = [];
         }
       }
     } finally {
-      // Given up (a step timed out, the caller stopped): release the iterator, never wait on it.
-      void Promise.resolve(entries.return?.()).catch(noop);
+      // Given up (a step timed out, the caller stopped): release the listing, never wait on it.
+      void Promise.resolve(listing.return?.()).catch(noop);
     }
     if (batch.length > 0) yield batch;
   }
@@ -212,15 +321,19 @@ export class KeyvDriver implements CacheDriver {
     if (writes) await writes;
     const stored = keys.map(storeKey);
     const now = this.context.clock.now();
-    if (this.clear === undefined) {
-      const values = await this.fetch(stored);
-      return values.map((value) => live(decodeValue(value), now, 0));
+    const { generations } = this;
+    if (!generations) {
+      return (await this.fetch(stored)).map((value) => live(decodeValue(value), now, 0));
     }
-    // No key listing: the generation record comes with the values, in the same round trip.
-    const [record, ...values] = await this.fetch([this.generationKey, ...stored]);
-    const generation = parseGeneration(record) ?? (await this.startGeneration());
-    this.generation = generation;
-    return values.map((value) => live(decodeValue(value), now, generation));
+    // The generation records come with the values, in the same round trip.
+    const scopes = generations.scopesOf(keys);
+    const values = await this.fetch([...generations.recordKeys(scopes), ...stored]);
+    const current = await generations.adopt(scopes, values);
+    return values
+      .slice(scopes.length)
+      .map((value, i) =>
+        live(decodeValue(value), now, current.get(generations.scopeOf(keys[i]!))!),
+      );
   }
 
   /**
@@ -228,11 +341,50 @@ export class KeyvDriver implements CacheDriver {
    * own getMany would then turn a failed read into a silent miss).
    */
   private fetch(keys: string[]): Promise<unknown[]> {
-    const store = this.keyv.store as Partial<KeyvStoreAdapter>;
+    const { store } = this.keyv;
     if (keys.length > 1 && typeof store.getMany === 'function' && !(store instanceof Map)) {
       return this.keyv.getMany<unknown>(keys);
     }
     return Promise.all(keys.map((key) => this.keyv.get<unknown>(key)));
+  }
+
+  /**
+   * Writes the entries (after the writes of their keys in progress) under their scope's
+   * generation; where a clear moved a scope meanwhile, writes its entries again under the new one.
+   */
+  private write(entries: Pending[]): Promise<boolean> {
+    const keys = entries.map(({ key }) => key);
+    return this.checked(() =>
+      this.inOrder(keys, async () => {
+        const { generations } = this;
+        if (!generations) return this.put(entries, () => 0);
+        const generationOf = (scopes: Map<string, number>) => (key: string) =>
+          scopes.get(generations.scopeOf(key))!;
+        const used = await generations.current(generations.scopesOf(keys));
+        const stored = await this.put(entries, generationOf(used));
+        const moved = await generations.movedSince(used);
+        if (moved.size === 0) return stored;
+        const again = entries.filter(({ key }) => moved.has(generations.scopeOf(key)));
+        return (await this.put(again, generationOf(moved))) && stored;
+      }),
+    );
+  }
+
+  /** One Keyv set, or one setMany: whether the store took every entry. */
+  private async put(entries: Pending[], generationOf: (key: string) => number): Promise<boolean> {
+    const values = entries.map(({ key, bytes, ttlMs, expiresAt }) => ({
+      key: storeKey(key),
+      value: encodeValue(bytes, expiresAt, generationOf(key)),
+      // Keyv's ttl: whole ms, or 0 for never (undefined would get a Keyv default ttl).
+      ttl: ttlMs ?? 0,
+    }));
+    if (values.length === 1) {
+      const [{ key, value, ttl }] = values as [(typeof values)[0]];
+      return this.keyv.set(key, value, ttl);
+    }
+    const results: unknown = await this.keyv.setMany(values);
+    // Keyv resolves what the store's setMany does: booleans, or nothing (it threw otherwise).
+    return !Array.isArray(results) || results.every((ok) => ok !== false);
   }
 
   /** A value's expiry by the cache's clock, taken when the driver is called. */
@@ -268,35 +420,6 @@ export class KeyvDriver implements CacheDriver {
     }
     if (pending.size === 0) return undefined;
     return settleWithin(Promise.all(pending), this.context.operationTimeoutMs);
-  }
-
-  /** The generation a write carries: 0 where keys are listed, else the latest one this process saw. */
-  private async writeGeneration(): Promise<number> {
-    if (this.clear === undefined) return 0;
-    if (this.generation !== undefined) return this.generation;
-    const record = await this.keyv.get<unknown>(this.generationKey);
-    this.generation = parseGeneration(record) ?? (await this.startGeneration());
-    return this.generation;
-  }
-
-  /**
-   * Writes a new generation (on clear(), or when the record is missing): every value of an older
-   * one is a miss from now on, in every process, at its next read. Concurrent starts in this
-   * process share one write.
-   */
-  private startGeneration(): Promise<number> {
-    this.generationLoad ??= (async () => {
-      try {
-        const generation = randomInt(1, 2 ** 32);
-        // 0: never expires, whatever default ttl the store has.
-        await this.keyv.set(this.generationKey, String(generation), 0);
-        this.generation = generation;
-        return generation;
-      } finally {
-        this.generationLoad = undefined;
-      }
-    })();
-    return this.generationLoad;
   }
 
   /** An error's message for a log line, with the store's passwords and URL user info scrubbed out. */
@@ -346,11 +469,6 @@ function parseGeneration(record: unknown): number | undefined {
   return Number.isSafeInteger(generation) && generation > 0 ? generation : undefined;
 }
 
-/** Keyv's ttl for ours: whole ms, or 0 for never (undefined would get a Keyv default ttl). */
-function keyvTtl(ttlMs: number | null): number {
-  return ttlMs ?? 0;
-}
-
 /** The key as the store holds it: NUL and SOH escaped (SOH '0', SOH SOH), every other key as it is. */
 function storeKey(key: string): string {
   if (!key.includes(NUL) && !key.includes(SOH)) return key;
@@ -376,13 +494,23 @@ function fromStoreKey(stored: string): string {
 export class KeyvCache extends BaseCache {
   /**
    * Validates the options and wraps the store in a Keyv of the bridge's own (loading keyv, an
-   * optional peer dependency). Opens nothing itself: an adapter connects as it always does.
-   * Throws CacheConfigError for a missing or malformed store, or when keyv is not installed.
+   * optional peer dependency), then makes the store's first call (at most 2 s; see
+   * KeyvDriver.firstAttempt). Throws CacheConfigError for a missing or malformed store, or when
+   * keyv is not installed.
    */
   static async create(
     options: BaseCacheOptions & { keyv?: KeyvCacheOptions } = {},
   ): Promise<KeyvCache> {
-    return new KeyvCache(options, await planKeyv(options.keyv));
+    const connection = await planKeyv(options.keyv);
+    let cache: KeyvCache;
+    try {
+      cache = new KeyvCache(options, connection);
+    } catch (error) {
+      connection.release();
+      throw error;
+    }
+    await cache.bridge.firstAttempt();
+    return cache;
   }
 
   private readonly bridge: KeyvDriver;
@@ -397,144 +525,4 @@ export class KeyvCache extends BaseCache {
     super((context) => (driver = new KeyvDriver(connection, context)), options);
     this.bridge = driver!;
   }
-}
-
-/**
- * Loads keyv, an optional peer dependency, when the keyv backend is chosen. `importer` is
- * replaceable so the "not installed" message can be tested with keyv installed.
- */
-export async function loadKeyv(
-  importer: () => Promise<unknown> = () => import('keyv'),
-): Promise<KeyvConstructor> {
-  let loaded: unknown;
-  try {
-    loaded = await importer();
-  } catch (error) {
-    if (isKeyvMissing(error)) throw new CacheConfigError(messages.keyvMissing(), { cause: error });
-    throw error;
-  }
-  const module = loaded as { Keyv?: unknown; default?: unknown };
-  const Keyv = module.Keyv ?? module.default;
-  if (typeof Keyv !== 'function') throw new CacheConfigError(messages.keyvMissing());
-  return Keyv as KeyvConstructor;
-}
-
-/** Validates options.keyv and builds the bridge's Keyv around its store. */
-export async function planKeyv(
-  options: KeyvCacheOptions | undefined,
-  importer?: () => Promise<unknown>,
-): Promise<KeyvConnection> {
-  if (options === undefined) throw new CacheConfigError(messages.keyvStoreMissing());
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new CacheConfigError(
-      messages.invalidOption(
-        'keyv',
-        options,
-        'Use { store }, the store being a Keyv storage adapter or a Keyv instance.',
-      ),
-    );
-  }
-  const { store, disconnect = true } = options;
-  if (typeof disconnect !== 'boolean') {
-    throw new CacheConfigError(
-      messages.invalidOption('keyv.disconnect', disconnect, 'Use true (the default) or false.'),
-    );
-  }
-  if (store === undefined) throw new CacheConfigError(messages.keyvStoreMissing());
-  const adopted = isKeyvInstance(store);
-  const adapter = adopted ? (store.store as unknown) : store;
-  if (!isStore(adapter)) {
-    throw new CacheConfigError(messages.keyvInvalidStore(describe(store)));
-  }
-  const Keyv = await loadKeyv(importer);
-  // A Keyv of ours around the store: every failure rejects (throwOnErrors), and no default ttl
-  // applies. An adopted instance lends its namespace, key prefixing, serializer and compression.
-  const settings: KeyvOptions = adopted
-    ? {
-        namespace: store.namespace,
-        useKeyPrefix: store.useKeyPrefix,
-        serialize: store.serialize,
-        deserialize: store.deserialize,
-        compression: store.compression,
-      }
-    : {};
-  let keyv: Keyv;
-  try {
-    keyv = new Keyv({ ...settings, store: adapter, emitErrors: true, throwOnErrors: true });
-  } catch (error) {
-    throw new CacheConfigError(
-      messages.keyvInvalidStore(`${describe(store)} (${reasonOf(error)})`),
-      {
-        cause: error,
-      },
-    );
-  }
-  return {
-    keyv,
-    disconnect,
-    storeName: adapter instanceof Map ? 'Map' : (adapter.constructor?.name ?? 'store'),
-    secrets: secretsOf(adapter),
-  };
-}
-
-/** Like @nestjs/cache-manager: a Keyv instance by its shape, since two copies of keyv fail instanceof. */
-function isKeyvInstance(store: unknown): store is Keyv {
-  const s = store as Partial<Keyv> | null;
-  return (
-    typeof s === 'object' &&
-    s !== null &&
-    'opts' in s &&
-    'hooks' in s &&
-    'stats' in s &&
-    typeof s.get === 'function' &&
-    typeof s.set === 'function' &&
-    typeof s.disconnect === 'function' &&
-    typeof (s as { getMany?: unknown }).getMany === 'function'
-  );
-}
-
-/** What Keyv accepts as a store (its own check, so that a bad store fails here, not inside Keyv). */
-function isStore(store: unknown): store is KeyvStoreAdapter | Map<unknown, unknown> {
-  if (store instanceof Map) return true;
-  const s = store as Partial<KeyvStoreAdapter> | null;
-  return (
-    typeof s === 'object' &&
-    s !== null &&
-    ['get', 'set', 'delete', 'clear'].every(
-      (m) => typeof (s as Record<string, unknown>)[m] === 'function',
-    )
-  );
-}
-
-/** Passwords in the adapter's options (a URL's, or a password field): kept out of log lines. */
-function secretsOf(store: KeyvStoreAdapter | Map<unknown, unknown>): string[] {
-  if (store instanceof Map) return [];
-  let opts: Record<string, unknown> = {};
-  try {
-    opts = (store.opts ?? {}) as Record<string, unknown>;
-  } catch {
-    // an adapter whose opts getter throws has nothing to scrub
-  }
-  const secrets: string[] = [];
-  for (const field of ['url', 'uri', 'connectionString']) {
-    const url = opts[field];
-    if (typeof url !== 'string') continue;
-    try {
-      const { password } = new URL(url);
-      if (password) secrets.push(decodeURIComponent(password));
-    } catch {
-      // not a URL: nothing to take from it
-    }
-  }
-  if (typeof opts.password === 'string' && opts.password) secrets.push(opts.password);
-  return secrets;
-}
-
-function isKeyvMissing(error: unknown): boolean {
-  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
-  return (
-    (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') &&
-    typeof message === 'string' &&
-    /['"]keyv['"]/.test(message)
-  );
 }
