@@ -24,8 +24,19 @@ export interface MemcachedTuning {
   retries?: number;
 }
 
+/** What the driver refuses to send. */
+export interface MemcachedLimits {
+  /**
+   * The largest value (with the driver's 9-byte header) sent to memcached: a larger one is refused
+   * here (set resolves false, the entry it replaces is removed, a warning is logged) rather than
+   * sent in full for memcached to refuse. Match it to memcached's item size (-I).
+   * @default 1048576 (1 MiB, memcached's default -I)
+   */
+  maxValueBytes?: number;
+}
+
 /** Where the memcached backend connects, with which credentials. */
-export interface MemcachedServerOptions extends MemcachedTuning {
+export interface MemcachedServerOptions extends MemcachedTuning, MemcachedLimits {
   /**
    * The servers, as 'host:port' (the port defaults to 11211; '[::1]:11211' for IPv6): a list, or
    * one string separated by commas. memjs spreads keys over them by a hash of the key.
@@ -33,7 +44,8 @@ export interface MemcachedServerOptions extends MemcachedTuning {
    */
   servers?: string | string[];
   /**
-   * SASL user name (memcached started with -S). Never written to a log.
+   * SASL user name (memcached started with -S). Never written to a log. The only source of
+   * credentials: memjs' MEMCACHIER_* / MEMCACHE_* environment variables are ignored.
    * @default none: no authentication
    */
   username?: string;
@@ -44,21 +56,25 @@ export interface MemcachedServerOptions extends MemcachedTuning {
   password?: string;
 }
 
+/** A memjs client of your own, with the limits of the driver. */
+export interface MemcachedClientOptions extends MemcachedLimits {
+  client: MemjsClient;
+}
+
 /**
  * Options of the memcached backend (CacheModule option "memcached"):
  * - servers, SASL credentials and timeouts: MemcachedCache creates (and closes) a memjs client;
- * - `{ client }`: a memjs client you own. MemcachedCache uses it as it is (its timeouts, retries and
- *   logger are yours) and never closes it.
+ * - `{ client }`: a memjs (~1.3.2) client you own. MemcachedCache uses it as it is (its timeouts,
+ *   retries and logger are yours) and never closes it.
  * @default { servers: '127.0.0.1:11211' }
  */
-export type MemcachedCacheOptions = MemcachedServerOptions | { client: MemjsClient };
+export type MemcachedCacheOptions = MemcachedServerOptions | MemcachedClientOptions;
 
-/** The part of a memjs (1.3) Client the driver uses. */
+/** The part of a memjs (~1.3.2) Client the driver uses. */
 export interface MemjsClient {
+  /** The id of the last request; the driver keeps it within 1 to 2^31 − 1 (see Wire). */
   seq: number;
   readonly servers: readonly MemjsServer[];
-  readonly options: { retries?: number; retry_delay?: number };
-  incrSeq(): void;
   perform(
     key: string,
     request: Buffer,
@@ -75,7 +91,6 @@ export interface MemjsServer {
   readonly port: number;
   /** Whether its connection is open (and authenticated). */
   readonly connected: boolean;
-  readonly options: { timeout?: number; conntimeout?: number };
   onResponse(seq: number, fn: (response: MemjsResponse) => void): void;
   onError(seq: number, fn: (error: Error) => void): void;
   write(blob: Buffer): void;
@@ -119,8 +134,13 @@ export interface MemcachedConnection {
   target: string;
   /** Secrets to scrub from any reason that reaches a log. */
   secrets: string[];
-  /** The longest a request can take, every try included, before the client fails it. */
+  /**
+   * The longest a request can take, every try included, before the client fails it; 0 for a
+   * client you passed (its bound is yours, and unknown here).
+   */
   requestBoundMs: number;
+  /** The largest value sent (see MemcachedLimits). */
+  maxValueBytes: number;
   /** Builds a request of the binary protocol (memjs' own encoder). */
   makeRequest: MemjsModule['Utils']['makeRequestBuffer'];
 }
@@ -132,12 +152,13 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 500;
 const MAX_RETRIES = 10;
 /** memjs waits this long before it sends a failed request again. */
 const RETRY_DELAY_MS = 200;
-/** memjs' defaults, to bound a client you pass: 2 tries, 0.5 s per answer, twice that to connect. */
-const MEMJS_DEFAULT_TRIES = 2;
-const MEMJS_DEFAULT_TIMEOUT_S = 0.5;
+const DEFAULT_MAX_VALUE_BYTES = 1024 * 1024;
+/** memcached's largest item size (-I 1024m). */
+const MAX_ITEM_BYTES = 1024 * 1024 * 1024;
 
 /**
- * Loads memjs, an optional peer dependency, when the memcached backend is chosen.
+ * Loads memjs, an optional peer dependency, when the memcached backend is chosen, and checks that
+ * it has the internals the driver relies on (memjs ~1.3.2).
  * `importer` is replaceable so the "not installed" message can be tested with memjs installed.
  */
 export async function loadMemjs(
@@ -153,14 +174,26 @@ export async function loadMemjs(
   }
   // memjs is CommonJS: depending on the loader, its exports are the namespace or its default.
   const namespace = loaded as Partial<MemjsModule> & { default?: Partial<MemjsModule> };
-  const memjs = typeof namespace.Client === 'function' ? namespace : namespace.default;
+  const memjs = (typeof namespace.Client === 'function' ? namespace : namespace.default) ?? {};
+  const client = memjs.Client?.prototype as Record<string, unknown> | undefined;
+  const server = memjs.Server?.prototype as Record<string, unknown> | undefined;
+  const missing = [
+    ...['perform', 'close']
+      .filter((name) => typeof client?.[name] !== 'function')
+      .map((name) => `Client.prototype.${name}`),
+    ...['sock', 'write', 'error', 'close', 'onResponse', 'onError']
+      .filter((name) => typeof server?.[name] !== 'function')
+      .map((name) => `Server.prototype.${name}`),
+    ...(typeof memjs.Utils?.makeRequestBuffer === 'function' ? [] : ['Utils.makeRequestBuffer']),
+  ];
+  // Fields the constructors set (no connection is opened).
   if (
-    typeof memjs?.Client !== 'function' ||
-    typeof memjs.Server !== 'function' ||
-    typeof memjs.Utils?.makeRequestBuffer !== 'function'
+    missing.length === 0 &&
+    !Array.isArray(Reflect.get(new memjs.Server!('', 0, '', '', {}), 'requestTimeouts'))
   ) {
-    throw new CacheConfigError(messages.memjsMissing());
+    missing.push('Server#requestTimeouts');
   }
+  if (missing.length > 0) throw new CacheConfigError(messages.memjsIncompatible(missing));
   return memjs as MemjsModule;
 }
 
@@ -172,39 +205,41 @@ export async function planConnection(
   const memcached: unknown = options ?? {};
   if (memcached === null || typeof memcached !== 'object' || Array.isArray(memcached)) {
     throw new CacheConfigError(
-      messages.invalidOption(
+      messages.memcachedInvalidOption(
         'memcached',
         memcached,
-        "Use { servers: 'host:port', username?, password?, commandTimeout?, connectTimeout?, retries? } or { client }.",
+        "Use { servers: 'host:port', username?, password?, commandTimeout?, connectTimeout?, retries?, maxValueBytes? } or { client }.",
       ),
     );
   }
-  if ('client' in memcached) {
-    const client = adopted(memcached.client);
+  const given = memcached as Partial<MemcachedServerOptions & MemcachedClientOptions>;
+  const maxValueBytes = wholeNumber(
+    'maxValueBytes',
+    given.maxValueBytes,
+    [1, MAX_ITEM_BYTES],
+    DEFAULT_MAX_VALUE_BYTES,
+    'bytes',
+  );
+  if ('client' in given) {
+    const client = adopted(given.client);
     const memjs = await loadMemjs(importer);
     return {
       open: () => client,
       owned: false,
       target: client.servers.map((s) => `${s.host}:${s.port}`).join(', '),
       secrets: [],
-      requestBoundMs: boundOf(client),
+      requestBoundMs: 0,
+      maxValueBytes,
       makeRequest: memjs.Utils.makeRequestBuffer,
     };
   }
-  const given = memcached as MemcachedServerOptions;
   const servers = validServers(given.servers ?? DEFAULT_SERVERS);
   const credentials = validCredentials(given);
-  const commandTimeout = milliseconds(
-    'commandTimeout',
-    given.commandTimeout,
-    DEFAULT_COMMAND_TIMEOUT_MS,
-  );
-  const connectTimeout = milliseconds(
-    'connectTimeout',
-    given.connectTimeout,
-    DEFAULT_CONNECT_TIMEOUT_MS,
-  );
-  const retries = validRetries(given.retries);
+  const ms = (option: 'commandTimeout' | 'connectTimeout', fallback: number) =>
+    wholeNumber(option, given[option], [1, MAX_TIMER_MS], fallback, 'milliseconds');
+  const commandTimeout = ms('commandTimeout', DEFAULT_COMMAND_TIMEOUT_MS);
+  const connectTimeout = ms('connectTimeout', DEFAULT_CONNECT_TIMEOUT_MS);
+  const retries = wholeNumber('retries', given.retries, [0, MAX_RETRIES], 0, 'retries');
   const memjs = await loadMemjs(importer);
   const BoundedServer = boundedServer(memjs.Server);
   return {
@@ -239,13 +274,18 @@ export async function planConnection(
     target: servers.map(({ host, port }) => `${host}:${port}`).join(', '),
     secrets: credentials ? [credentials.password] : [],
     requestBoundMs: (retries + 1) * (connectTimeout + commandTimeout) + retries * RETRY_DELAY_MS,
+    maxValueBytes,
     makeRequest: memjs.Utils.makeRequestBuffer,
   };
 }
 
-/** What a memjs Server holds that its types leave out: its socket. */
+/** What a memjs Server holds that its types leave out. */
 interface ServerInternals {
   _socket?: Socket;
+  connected: boolean;
+  username?: string;
+  password?: string;
+  options: { timeout: number };
   /** When each request written and not yet answered times out, oldest first (memjs' timestamp()). */
   requestTimeouts: number[];
   sock(sasl: boolean, go: (socket: Socket) => void): void;
@@ -277,6 +317,20 @@ function boundedServer(Server: MemjsModule['Server']) {
     private closed = false;
     private deadline: NodeJS.Timeout | undefined;
 
+    constructor(
+      host: string,
+      port: number,
+      username: string | undefined,
+      password: string | undefined,
+      options: object,
+    ) {
+      super(host, port, username, password, options);
+      // memjs falls back to MEMCACHIER_* / MEMCACHE_* environment variables: the options are the
+      // only source of credentials here.
+      this.username = username;
+      this.password = password;
+    }
+
     override write(blob: Buffer): void {
       super.write(blob);
       this.deadline ??= setTimeout(this.checkDeadline, this.timeoutMs());
@@ -301,7 +355,13 @@ function boundedServer(Server: MemjsModule['Server']) {
       clearTimeout(this.deadline);
       this.deadline = undefined;
       const doomed = [...this.sockets];
-      super.error(error);
+      this.sockets.clear();
+      // memjs' 'close' handler forgets the current socket: fired by a doomed one after a new one
+      // opened, it would orphan the new one (open, never used, never closed).
+      for (const socket of doomed) socket.removeAllListeners('close');
+      this.connected = false;
+      // memjs fails a refused authentication with a string, which its log line prints as "undefined".
+      super.error(typeof error === 'string' ? new Error(`${error} (SASL)`) : error);
       for (const socket of doomed) socket.destroy();
     }
 
@@ -322,7 +382,7 @@ function boundedServer(Server: MemjsModule['Server']) {
     };
 
     private timeoutMs(): number {
-      return Math.max(1, Math.round((this.options.timeout ?? MEMJS_DEFAULT_TIMEOUT_S) * 1_000));
+      return Math.max(1, Math.round(this.options.timeout * 1_000));
     }
 
     override close(): void {
@@ -338,32 +398,18 @@ function adopted(client: unknown): MemjsClient {
   if (
     !candidate ||
     typeof candidate.perform !== 'function' ||
-    typeof candidate.incrSeq !== 'function' ||
+    typeof candidate.seq !== 'number' ||
     !Array.isArray(candidate.servers)
   ) {
     throw new CacheConfigError(
-      messages.invalidOption(
+      messages.memcachedInvalidOption(
         'memcached.client',
         client,
-        "Pass a memjs client: memjs.Client.create('host:port', options) from the memjs package.",
+        "Pass a memjs client: memjs.Client.create('host:port', options) from the memjs package (~1.3.2).",
       ),
     );
   }
   return candidate as MemjsClient;
-}
-
-/** The longest a request of a client you passed can take, from memjs' settings. */
-function boundOf(client: MemjsClient): number {
-  const tries = Math.max(1, client.options?.retries ?? MEMJS_DEFAULT_TRIES);
-  const delayMs = (client.options?.retry_delay ?? RETRY_DELAY_MS / 1_000) * 1_000;
-  const perTry = Math.max(
-    0,
-    ...client.servers.map(({ options }) => {
-      const timeout = options?.timeout ?? MEMJS_DEFAULT_TIMEOUT_S;
-      return (timeout + (options?.conntimeout ?? 2 * timeout)) * 1_000;
-    }),
-  );
-  return tries * perTry + (tries - 1) * delayMs;
 }
 
 interface ServerAddress {
@@ -380,7 +426,7 @@ function validServers(servers: unknown): ServerAddress[] {
         : undefined;
   if (!list || list.length === 0) {
     throw new CacheConfigError(
-      messages.invalidOption(
+      messages.memcachedInvalidOption(
         'memcached.servers',
         servers,
         "Use 'host:port', a comma-separated list of them, or an array, e.g. ['10.0.0.1:11211', '10.0.0.2:11211'].",
@@ -419,59 +465,38 @@ function validCredentials(
 ): { username: string; password: string } | undefined {
   const { username, password } = options;
   if (username === undefined && password === undefined) return undefined;
-  if (typeof username !== 'string' || username.length === 0) {
-    throw new CacheConfigError(
-      messages.invalidOption(
-        'memcached.username',
-        username,
-        'SASL needs a user name (a non-empty string) with memcached.password.',
-      ),
-    );
+  for (const [option, value, other] of [
+    ['username', username, 'password'],
+    ['password', password, 'username'],
+  ] as const) {
+    if (typeof value !== 'string' || value.length === 0) {
+      throw new CacheConfigError(
+        messages.memcachedInvalidOption(
+          `memcached.${option}`,
+          value,
+          `SASL needs a ${option} (a non-empty string) with memcached.${other}.`,
+        ),
+      );
+    }
   }
-  if (typeof password !== 'string' || password.length === 0) {
-    throw new CacheConfigError(
-      messages.invalidOption(
-        'memcached.password',
-        password === undefined ? undefined : 'a value that is not a non-empty string',
-        'SASL needs a password (a non-empty string) with memcached.username.',
-      ),
-    );
-  }
-  return { username, password };
+  return { username: username!, password: password! };
 }
 
-function milliseconds(option: keyof MemcachedTuning, value: unknown, fallback: number): number {
+/** A whole number option within `[min, max]`, `fallback` when left out. */
+function wholeNumber(
+  option: keyof MemcachedTuning | keyof MemcachedLimits,
+  value: unknown,
+  [min, max]: readonly [number, number],
+  fallback: number,
+  unit: string,
+): number {
   if (value === undefined) return fallback;
-  if (
-    typeof value !== 'number' ||
-    !Number.isSafeInteger(value) ||
-    value <= 0 ||
-    value > MAX_TIMER_MS
-  ) {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
     throw new CacheConfigError(
-      messages.invalidOption(
+      messages.memcachedInvalidOption(
         `memcached.${option}`,
         value,
-        `Use a positive whole number of milliseconds, at most ${MAX_TIMER_MS} (default ${fallback}).`,
-      ),
-    );
-  }
-  return value;
-}
-
-function validRetries(value: unknown): number {
-  if (value === undefined) return 0;
-  if (
-    typeof value !== 'number' ||
-    !Number.isSafeInteger(value) ||
-    value < 0 ||
-    value > MAX_RETRIES
-  ) {
-    throw new CacheConfigError(
-      messages.invalidOption(
-        'memcached.retries',
-        value,
-        `Use a whole number from 0 to ${MAX_RETRIES} (default 0: a failed request is not sent again).`,
+        `Use a whole number of ${unit} from ${min} to ${max} (default ${fallback}).`,
       ),
     );
   }

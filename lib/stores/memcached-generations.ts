@@ -5,10 +5,20 @@ import {
   memcachedKey,
   storeExtras,
 } from './memcached-format.js';
+import { messages } from '../messages.js';
 import { Opcode, Status, type Wire } from './memcached-wire.js';
 
 /** What run() does when the generation changed while its request was in flight. */
 export const REDO = Symbol('nest-cache:memcached-redo');
+/** A check that failed: the generation is not known. */
+const FAILED = Symbol('nest-cache:memcached-check-failed');
+
+/** How run() goes about a request; see there. */
+export interface RunOptions {
+  steps?: 'one' | 'many';
+  deadline?: number;
+  renewals?: number;
+}
 
 /**
  * Namespace generations: how clear() empties a namespace of a store that cannot list its keys.
@@ -19,7 +29,7 @@ export const REDO = Symbol('nest-cache:memcached-redo');
  * memcached's LRU and expiry reclaim them. Every request is followed, in the same round trip, by a
  * read of the record (one per scope for all the requests of one tick), so a clear made by another
  * process is seen by the next call here: a read made under the old id is a miss, a write or
- * delete is done again under the new one.
+ * delete is done again under the new one. A read whose check fails is a miss too.
  */
 export class Generations {
   /** The current id of each scope, as last seen. */
@@ -28,6 +38,8 @@ export class Generations {
   private readonly resolving = new Map<string, Promise<string>>();
   /** The check of each scope for this tick's requests, until it is sent. */
   private readonly checks = new Map<string, Promise<string | undefined>>();
+  /** How many renew() calls this process made (see run()). */
+  renewals = 0;
 
   constructor(
     private readonly wire: Wire,
@@ -36,42 +48,45 @@ export class Generations {
 
   /**
    * Runs `request` on the memcached key of `key` under the current generation, then checks the
-   * generation: when it changed meanwhile, resolves `whenChanged`, or runs `request` once more
-   * under the new one (REDO). `steps`: a request of several round trips is checked after its
-   * last one; a single request shares the round trip of its check.
+   * generation. When it changed meanwhile, resolves `whenChanged`, or (REDO) runs `request` once
+   * more under the new one: unless this process cleared since the call was made (`renewals`
+   * then: that clear came after the write, and removes it), or `deadline` (performance.now())
+   * has passed. When the check fails, resolves `whenChanged` too (a read may be from before a
+   * clear), or, for REDO, the result. `steps`: a request of several round trips is checked after
+   * its last one; a single request shares the round trip of its check.
    */
   async run<T>(
     key: string,
     request: (itemKey: string) => Promise<T>,
     whenChanged: T | typeof REDO,
-    steps: 'one' | 'many' = 'one',
+    { steps = 'one', deadline = Infinity, renewals = this.renewals }: RunOptions = {},
   ): Promise<T> {
     const scope = this.scopeOf(key);
     // No await when the id is known: the request is written in this very turn, before its check.
     const generation = this.known.get(scope) ?? (await this.resolve(scope));
+    const checked = () => this.check(scope).catch((): typeof FAILED => FAILED);
     let result: T;
-    let seen: string | undefined;
+    let seen: string | undefined | typeof FAILED;
     if (steps === 'one') {
       // The check is sent on the next tick, after every request of this one.
-      [result, seen] = await Promise.all([
-        request(this.itemKey(generation, key)),
-        this.check(scope).catch(() => generation),
-      ]);
+      [result, seen] = await Promise.all([request(this.itemKey(generation, key)), checked()]);
     } else {
       result = await request(this.itemKey(generation, key));
-      seen = await this.check(scope).catch(() => generation);
+      seen = await checked();
     }
-    // A failed check (one server of several down) keeps the result: no clear can have been
-    // written to the server that holds the record meanwhile.
     if (seen === generation) return result;
+    if (seen === FAILED) return whenChanged === REDO ? result : whenChanged;
     const current = await this.adopt(scope, seen);
     if (whenChanged !== REDO) return whenChanged;
+    if (this.renewals !== renewals) return result;
+    if (performance.now() > deadline) throw new Error(messages.memcachedPastDeadline(key));
     return request(this.itemKey(current, key));
   }
 
   /** Moves the scope of `prefix` (a scope itself: it ends with its first ':') to a fresh generation. */
   async renew(prefix: string): Promise<void> {
     const scope = this.scopeOf(prefix);
+    this.renewals += 1;
     const fresh = freshGeneration();
     const reply = await this.wire.request(
       Opcode.SET,

@@ -22,6 +22,8 @@ export interface Reply {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** The largest request id: memjs' own counter wraps to a negative id, which its encoder refuses. */
+const MAX_SEQ = 0x7fffffff;
 const OPERATION_NAMES: Record<number, string> = {
   0: 'GET',
   1: 'SET',
@@ -50,8 +52,7 @@ export class Wire {
     cas?: Buffer,
   ): Promise<Reply> {
     return new Promise((resolve, reject) => {
-      this.client.incrSeq();
-      const seq = this.client.seq;
+      const seq = this.nextSeq();
       const request = this.makeRequest(opcode, key, extras, value, seq);
       if (cas) cas.copy(request, 16);
       this.client.perform(key, request, seq, (error: unknown, response: MemjsResponse | null) => {
@@ -64,6 +65,13 @@ export class Wire {
           });
       });
     });
+  }
+
+  /** The id of a new request: 1 to MAX_SEQ, then 1 again. */
+  private nextSeq(): number {
+    const seq = this.client.seq;
+    this.client.seq = seq >= 1 && seq < MAX_SEQ ? seq + 1 : 1;
+    return this.client.seq;
   }
 
   /** The error for an answer the driver cannot act on. */
@@ -86,8 +94,7 @@ export class Wire {
       connected.map(
         (server) =>
           new Promise<void>((resolve) => {
-            this.client.incrSeq();
-            const seq = this.client.seq;
+            const seq = this.nextSeq();
             server.onResponse(seq, () => resolve());
             server.onError(seq, () => resolve());
             server.write(this.makeRequest(Opcode.NOOP, '', EMPTY, EMPTY, seq));

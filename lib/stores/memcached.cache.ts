@@ -1,11 +1,10 @@
 import { Buffer } from 'node:buffer';
-import { Logger } from '@nestjs/common';
 import { BaseCache, type BaseCacheOptions, type DriverContext } from '../base-cache.js';
 import type { CacheDriver, Step } from '../driver.js';
 import { decodeCounter, encodeCounter } from '../entry.js';
 import { CacheConfigError, NotACounterError } from '../errors.js';
 import { messages } from '../messages.js';
-import { settleWithin } from '../settle-within.js';
+import { noop, settleWithin } from '../settle-within.js';
 import {
   type MemcachedCacheOptions,
   type MemcachedConnection,
@@ -13,12 +12,14 @@ import {
   planConnection,
 } from './memcached-connection.js';
 import { decodeItem, encodeItem, type Item, storeExtras } from './memcached-format.js';
-import { Generations, REDO } from './memcached-generations.js';
+import { Generations, REDO, type RunOptions } from './memcached-generations.js';
 import { Opcode, Status, Wire } from './memcached-wire.js';
 
 export {
   loadMemjs,
   type MemcachedCacheOptions,
+  type MemcachedClientOptions,
+  type MemcachedLimits,
   type MemcachedServerOptions,
   type MemcachedTuning,
   type MemjsClient,
@@ -33,25 +34,17 @@ const MAX_CAS_TRIES = 16;
 /** A tag record created by touchTags: never invalidated. */
 const NEVER_INVALIDATED = Buffer.from('0', 'latin1');
 
-/** One increment() waiting for its turn on its key. */
-interface CounterCall {
-  by: number;
-  ttlMs: number | null;
-  /** performance.now() when it was called. */
-  since: number;
-  resolve(value: number): void;
-  reject(error: unknown): void;
-}
-
 /**
  * The memcached driver, on memjs (binary protocol). Each value is stored with a small header
  * holding its expiry on the cache's clock, under a key memcached accepts (see memcachedKey()), in
  * the current generation of its namespace (see Generations: how clear() works without listing
  * keys). Counters and tag records are updated atomically across processes by compare-and-swap.
  *
- * With the client it creates, every call settles within about (retries + 1) × (connectTimeout +
+ * With the client it creates, every request fails within (retries + 1) × (connectTimeout +
  * commandTimeout) whatever memcached does (down at boot, killed, frozen), and no socket outlives
- * a failed request or close(). A client you pass keeps your settings.
+ * a failed request or close(). A call of several round trips sends no write once fewer than that
+ * bound is left of its operationTimeout, so that no write it sends is answered after the cache
+ * reported the call failed. A client you pass keeps your settings (and its bound is yours).
  */
 export class MemcachedDriver implements CacheDriver {
   readonly name = 'memcached';
@@ -59,32 +52,26 @@ export class MemcachedDriver implements CacheDriver {
   readonly client: MemjsClient;
   private readonly wire: Wire;
   private readonly generations: Generations;
-  private readonly logger = new Logger('MemcachedCache');
-  /** Increments of each key that wait for the one in flight; see increment(). */
-  private readonly counters = new Map<string, CounterCall[]>();
+  /** The last increment of each key made here, settled or not; see increment(). */
+  private readonly counters = new Map<string, Promise<void>>();
   private closed = false;
 
   constructor(
     private readonly connection: MemcachedConnection,
     private readonly context: DriverContext,
   ) {
-    const { requestBoundMs, owned, target } = connection;
-    const { operationTimeoutMs } = context;
-    const outlasts = requestBoundMs >= operationTimeoutMs;
-    // The cache would give up on requests the client still waits for: refuse the mismatch in our
-    // settings; a client of your own keeps yours, with a warning.
-    if (outlasts && owned) {
+    const { requestBoundMs, target } = connection;
+    // The cache would give up on requests the client still waits for.
+    if (requestBoundMs >= context.operationTimeoutMs) {
       throw new CacheConfigError(
-        messages.memcachedTimeoutOverOperationTimeout(requestBoundMs, operationTimeoutMs),
+        messages.memcachedTimeoutOverOperationTimeout(requestBoundMs, context.operationTimeoutMs),
       );
     }
     // Opened only now that the cache options are valid (memjs connects on the first request).
-    this.client = connection.open((line) =>
-      context.warn(messages.memcachedClientSaid(target, this.scrub(line))),
-    );
-    if (outlasts) {
-      this.logger.warn(messages.adoptedMemcachedClientSlow(requestBoundMs, operationTimeoutMs));
-    }
+    // Once closed, the failures close() causes are not news.
+    this.client = connection.open((line) => {
+      if (!this.closed) context.warn(messages.memcachedClientSaid(target, this.scrub(line)));
+    });
     this.wire = new Wire(this.client, connection.makeRequest);
     this.generations = new Generations(this.wire, context.keyPrefix);
   }
@@ -104,12 +91,19 @@ export class MemcachedDriver implements CacheDriver {
 
   set(key: string, bytes: Uint8Array, ttlMs: number | null): Promise<boolean> {
     const value = encodeItem(bytes, this.expiresAt(ttlMs));
-    return this.generations.run(key, (itemKey) => this.store(key, itemKey, value, ttlMs), REDO);
+    const store =
+      value.byteLength > this.connection.maxValueBytes
+        ? (itemKey: string) => this.refuse(key, itemKey, value, 'memcached.maxValueBytes')
+        : (itemKey: string) => this.store(key, itemKey, value, ttlMs);
+    return this.generations.run(key, store, REDO, { deadline: this.deadline() });
   }
 
   async delete(keys: string[]): Promise<number> {
+    const deadline = this.deadline();
     const removed = await Promise.all(
-      keys.map((key) => this.generations.run(key, (itemKey) => this.remove(itemKey), REDO)),
+      keys.map((key) =>
+        this.generations.run(key, (itemKey) => this.remove(itemKey), REDO, { deadline }),
+      ),
     );
     return removed.filter(Boolean).length;
   }
@@ -129,59 +123,47 @@ export class MemcachedDriver implements CacheDriver {
   /**
    * The counter is an item like any other (its decimal digits behind the header), so it may go
    * negative and expires by the cache's clock; memcached's own incr/decr could do neither. Each
-   * update is a compare-and-swap, atomic across processes; the increments of one key made here
-   * while one is in flight are applied together by the next one, so that they do not compete.
+   * update is a compare-and-swap, atomic across processes. The increments of one key made here
+   * wait for each other, so that they do not compete, but each for one request bound at most
+   * (then it goes ahead: the compare-and-swap keeps it exact): a request that never settles
+   * holds up no other.
    */
   increment(key: string, by: number, ttlMs: number | null): Promise<number> {
-    return new Promise<number>((resolve, reject) => {
-      const call: CounterCall = { by, ttlMs, since: performance.now(), resolve, reject };
-      const waiting = this.counters.get(key);
-      if (waiting) waiting.push(call);
-      else {
-        this.counters.set(key, []);
-        void this.count(key, [call]);
-      }
+    const run: Required<RunOptions> = {
+      steps: 'many',
+      deadline: this.deadline(),
+      renewals: this.generations.renewals,
+    };
+    const previous = this.counters.get(key);
+    const counted = previous
+      ? settleWithin(
+          previous,
+          this.connection.requestBoundMs || this.context.operationTimeoutMs,
+        ).then(() => this.count(key, by, ttlMs, run))
+      : this.count(key, by, ttlMs, run);
+    const settled = counted.then(noop, noop);
+    this.counters.set(key, settled);
+    void settled.then(() => {
+      if (this.counters.get(key) === settled) this.counters.delete(key);
     });
+    return counted;
   }
 
   async touchTags(keys: string[], expiresAt: number | null): Promise<void> {
-    await Promise.all(
-      keys.map((key) =>
-        this.generations.run(
-          key,
-          (itemKey) =>
-            this.update(itemKey, (current) => {
-              if (current && outlives(current.expiresAt, expiresAt)) return undefined;
-              return { body: current?.body ?? NEVER_INVALIDATED, expiresAt };
-            }),
-          REDO,
-          'many',
-        ),
-      ),
-    );
+    await this.updateAll(keys, (current) => {
+      if (current && outlives(current.expiresAt, expiresAt)) return undefined;
+      return { body: current?.body ?? NEVER_INVALIDATED, expiresAt };
+    });
   }
 
   async invalidateTags(keys: string[], at: number, keepMs: number): Promise<void> {
     const body = Buffer.from(String(at), 'latin1');
-    await Promise.all(
-      keys.map((key) =>
-        this.generations.run(
-          key,
-          (itemKey) =>
-            this.update(itemKey, (current) => {
-              const keepUntil = this.context.clock.now() + keepMs;
-              if (!current) return { body, expiresAt: keepUntil };
-              const { expiresAt } = current;
-              return {
-                body,
-                expiresAt: expiresAt === null ? null : Math.max(expiresAt, keepUntil),
-              };
-            }),
-          REDO,
-          'many',
-        ),
-      ),
-    );
+    await this.updateAll(keys, (current) => {
+      const keepUntil = this.context.clock.now() + keepMs;
+      if (!current) return { body, expiresAt: keepUntil };
+      const { expiresAt } = current;
+      return { body, expiresAt: expiresAt === null ? null : Math.max(expiresAt, keepUntil) };
+    });
   }
 
   /** A fresh generation for each prefix: what was stored under them can no longer be reached. */
@@ -203,12 +185,23 @@ export class MemcachedDriver implements CacheDriver {
     this.client.close();
   }
 
-  /** The item under `itemKey` while it lives by the cache's clock; bytes another program wrote, as they are. */
+  /** How many increments wait or run, by key (for tests). */
+  pendingCounters(): number {
+    return this.counters.size;
+  }
+
+  /** The item under `itemKey` while it lives by the cache's clock. */
   private async read(itemKey: string): Promise<Item | undefined> {
     const reply = await this.wire.request(Opcode.GET, itemKey);
     if (reply.status === Status.NOT_FOUND) return undefined;
     if (reply.status !== Status.OK) throw this.wire.unexpected(Opcode.GET, reply);
-    const item = decodeItem(reply.value) ?? { body: reply.value, expiresAt: null };
+    return this.live(reply.value);
+  }
+
+  /** The item in `value` unless it expired by the cache's clock (or is not one of ours). */
+  private live(value: Buffer): Item | undefined {
+    const item = decodeItem(value);
+    if (!item) return undefined;
     return item.expiresAt === null || this.context.clock.now() < item.expiresAt ? item : undefined;
   }
 
@@ -221,10 +214,13 @@ export class MemcachedDriver implements CacheDriver {
     const reply = await this.wire.request(Opcode.SET, itemKey, storeExtras(ttlMs), value);
     if (reply.status === Status.OK) return true;
     if (reply.status !== Status.TOO_LARGE) throw this.wire.unexpected(Opcode.SET, reply);
-    // memcached itself unlinks the item a too-large SET would replace; removed here as well, so
-    // that a stale value never survives a failed overwrite whatever the server does.
+    return this.refuse(key, itemKey, value, "memcached's item size");
+  }
+
+  /** Not stored: the entry it replaces is removed (so a stale value never survives), with a warning. */
+  private async refuse(key: string, itemKey: string, value: Buffer, limit: string) {
     await this.remove(itemKey);
-    this.context.warn(messages.memcachedValueTooLarge(key, value.byteLength));
+    this.context.warn(messages.memcachedValueTooLarge(key, value.byteLength, limit));
     return false;
   }
 
@@ -235,91 +231,78 @@ export class MemcachedDriver implements CacheDriver {
     throw this.wire.unexpected(Opcode.DELETE, reply);
   }
 
-  /**
-   * Applies `batch` (increments of `key`, in call order) in one update, then the increments that
-   * arrived meanwhile, as the next batch.
-   */
-  private async count(key: string, batch: CounterCall[]): Promise<void> {
-    try {
-      const totals = await this.generations.run(
-        key,
-        (itemKey) => this.addUp(key, itemKey, batch),
-        REDO,
-        'many',
-      );
-      batch.forEach((call, i) => call.resolve(totals[i]!));
-    } catch (error) {
-      for (const call of batch) call.reject(error);
-    }
-    const now = performance.now();
-    const next: CounterCall[] = [];
-    for (const call of this.counters.get(key) ?? []) {
-      // The cache gave up on a call that waited operationTimeout: its increment is dropped, so an
-      // increment reported as failed never lands later.
-      if (this.closed) call.reject(new Error('the cache was closed'));
-      else if (now - call.since >= this.context.operationTimeoutMs) {
-        call.reject(new Error('given up: it waited for other increments of its key too long'));
-      } else next.push(call);
-    }
-    if (next.length === 0) {
-      this.counters.delete(key);
-      return;
-    }
-    this.counters.set(key, []);
-    void this.count(key, next);
-  }
-
-  /** Adds the batch to the counter; resolves the value each call makes it. */
-  private async addUp(key: string, itemKey: string, batch: CounterCall[]): Promise<number[]> {
-    let totals: number[] = [];
-    await this.update(itemKey, (current) => {
-      let value = 0;
-      // A missing (or expired) counter starts at 0 with the ttl of the call that creates it.
-      let expiresAt = this.expiresAt(batch[0]!.ttlMs);
-      if (current && (current.expiresAt === null || this.context.clock.now() < current.expiresAt)) {
+  /** Adds `by` to the counter; resolves its new value. */
+  private count(
+    key: string,
+    by: number,
+    ttlMs: number | null,
+    run: Required<RunOptions>,
+  ): Promise<number> {
+    let value = 0;
+    const add = async (itemKey: string) => {
+      await this.update(itemKey, run.deadline, (current) => {
+        // A missing (or expired) counter starts at 0 with the ttl of the call that creates it.
+        if (!current) {
+          value = by;
+          return { body: encodeCounter(value), expiresAt: this.expiresAt(ttlMs) };
+        }
         const counter = decodeCounter(current.body);
         if (counter === undefined) throw new NotACounterError(messages.notACounter(key));
-        value = counter;
-        expiresAt = current.expiresAt;
-      }
-      totals = batch.map((call) => (value += call.by));
-      return { body: encodeCounter(value), expiresAt };
-    });
-    return totals;
+        value = counter + by;
+        return { body: encodeCounter(value), expiresAt: current.expiresAt };
+      });
+      return value;
+    };
+    return this.generations.run(key, add, REDO, run);
+  }
+
+  /** update() on each key, under its generation. */
+  private async updateAll(
+    keys: string[],
+    change: (current: Item | undefined) => Item | undefined,
+  ): Promise<void> {
+    const deadline = this.deadline();
+    await Promise.all(
+      keys.map((key) =>
+        this.generations.run(key, (itemKey) => this.update(itemKey, deadline, change), REDO, {
+          steps: 'many',
+          deadline,
+        }),
+      ),
+    );
   }
 
   /**
    * Replaces the item under `itemKey` with what `change` makes of it (undefined: leave it as it
    * is), atomically: a compare-and-swap, tried again while another client changes the item
-   * between the read and the write.
+   * between the read and the write. No write is sent after `deadline`.
    */
   private async update(
     itemKey: string,
+    deadline: number,
     change: (current: Item | undefined) => Item | undefined,
   ): Promise<void> {
     for (let tries = 1; tries <= MAX_CAS_TRIES; tries += 1) {
       const found = await this.wire.request(Opcode.GET, itemKey);
-      if (found.status !== Status.OK && found.status !== Status.NOT_FOUND) {
+      const exists = found.status === Status.OK;
+      if (!exists && found.status !== Status.NOT_FOUND) {
         throw this.wire.unexpected(Opcode.GET, found);
       }
-      const current =
-        found.status === Status.OK
-          ? (decodeItem(found.value) ?? { body: found.value, expiresAt: null })
-          : undefined;
-      const next = change(current);
+      const next = change(exists ? this.live(found.value) : undefined);
       if (!next) return;
+      if (performance.now() > deadline) throw new Error(messages.memcachedPastDeadline(itemKey));
       const ttlMs =
         next.expiresAt === null
           ? null
           : Math.max(1, Math.ceil(next.expiresAt - this.context.clock.now()));
       const value = encodeItem(next.body, next.expiresAt);
-      const opcode = current ? Opcode.SET : Opcode.ADD;
+      const opcode = exists ? Opcode.SET : Opcode.ADD;
       const written = await this.wire.request(
         opcode,
         itemKey,
         storeExtras(ttlMs),
         value,
-        current ? found.cas : undefined,
+        exists ? found.cas : undefined,
       );
       if (written.status === Status.OK) return;
       // Written or deleted by another client since it was read: read it again.
@@ -332,6 +315,14 @@ export class MemcachedDriver implements CacheDriver {
       }
     }
     throw new Error(messages.memcachedContended(itemKey, MAX_CAS_TRIES));
+  }
+
+  /**
+   * performance.now() after which a call begun now sends no more writes: a write sent then is
+   * answered (or failed) by the end of its operationTimeout.
+   */
+  private deadline(): number {
+    return performance.now() + this.context.operationTimeoutMs - this.connection.requestBoundMs;
   }
 
   /** When an item written now with `ttlMs` expires, on the cache's clock. */
