@@ -437,7 +437,7 @@ export function markdown(results: Results): string {
       results.cold.map((series) => [
         series.adapter,
         LIBRARY_LABELS[series.library],
-        series.backend,
+        series.workers ? `${series.backend}, ${series.workers} workers` : series.backend,
         `${median(series.samples.map((s) => s.originCalls))} / ${Math.max(...series.samples.map((s) => s.originCalls))}`,
         ms(median(series.samples.map((s) => s.p99Ms))),
         `${Math.max(...series.samples.map((s) => s.failed))}`,
