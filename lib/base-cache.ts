@@ -523,9 +523,8 @@ export abstract class BaseCache {
     this.forget(keys);
     // A shared read that checked its entry's tags before now must not be joined from now on.
     this.sharedReads.clear();
-    // A record created now must outlive every write in progress that may carry the tag: the
-    // longest flight, then its write (given up after operationTimeout and a quarter).
-    const keepMs = this.getOrSetTimeoutMs + Math.ceil(this.operationTimeoutMs * 1.25);
+    // A record created now must outlive every write in progress that may carry the tag.
+    const keepMs = this.longestWriteMs();
     await this.attempt('invalidateTags', undefined, () =>
       this.driver.invalidateTags
         ? this.driver.invalidateTags(keys, at, keepMs)
@@ -535,6 +534,14 @@ export abstract class BaseCache {
             ),
           ),
     );
+  }
+
+  /**
+   * How long a write may still land after its run started: the longest flight, then its write
+   * (given up after operationTimeout and a quarter).
+   */
+  private longestWriteMs(): number {
+    return this.getOrSetTimeoutMs + Math.ceil(this.operationTimeoutMs * 1.25);
   }
 
   /** Removes every key of this cache's namespace (and its tag records), and only those. */
@@ -839,11 +846,11 @@ export abstract class BaseCache {
     let verdict: 'valid' | 'unknown' = 'valid';
     for (const bytes of records) {
       // A record that could not be read may hold an invalidation: the entry cannot be served.
-      if (bytes === FAILED) verdict = 'unknown';
       // Every tagged write creates its records first, living as long as the entry at least: a
-      // record missing now was lost (evicted by the store, or on a server that restarted), and
-      // an invalidation may have been lost with it. The entry is not served.
-      else if (bytes == null) return 'invalidated';
+      // record missing now was lost (evicted by the store, on a server that restarted), and an
+      // invalidation may have been lost with it. The entry is not served (nor deleted: the store
+      // may only be unreachable in part); its next write recreates the record (see touchTags).
+      if (bytes === FAILED || bytes == null) verdict = 'unknown';
       else {
         const at = decodeTagTime(bytes);
         if (at !== undefined && at >= entry.storedAt) return 'invalidated';
@@ -988,21 +995,26 @@ export abstract class BaseCache {
     return stored;
   }
 
-  /** Makes the tag records live as long as an entry kept until `expiresAt`; false when that failed. */
+  /**
+   * Makes the tag records live as long as an entry kept until `expiresAt`; false when that failed.
+   * A record created now holds a time earlier than any write in progress can be dated (the longest
+   * flight, then its write): if it was lost, the entries written before the loss, which an
+   * invalidation it held may have reached, are misses; the writes in progress are not.
+   */
   private touchTags(tags: readonly string[], expiresAt: number | null): Promise<boolean> {
     const keys = tags.map((tag) => this.tagKey(tag));
+    const now = this.clock.now();
+    const createdAt = Math.floor(now - this.longestWriteMs());
     return this.attempt('set', false, () => {
       if (!this.driver.touchTags) {
         return Promise.all(
           keys.map((key) =>
-            this.serially(key, () =>
-              touchTagsWith(this.driver, [key], expiresAt, this.clock.now()),
-            ),
+            this.serially(key, () => touchTagsWith(this.driver, [key], expiresAt, now, createdAt)),
           ),
         ).then(() => true);
       }
       // Synchronous on memory: no deadline needed (see attempt()).
-      const touched = this.driver.touchTags(keys, expiresAt);
+      const touched = this.driver.touchTags(keys, expiresAt, createdAt);
       return isPending(touched) ? Promise.resolve(touched).then(() => true) : true;
     });
   }

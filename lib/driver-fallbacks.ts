@@ -35,15 +35,19 @@ export async function touchTagsWith(
   keys: string[],
   expiresAt: number | null,
   now: number,
+  createdAt: number,
 ): Promise<void> {
   for (const key of keys) {
     const remaining = await driver.ttl(key);
     const wanted = expiresAt === null ? null : Math.max(1, Math.ceil(expiresAt - now));
-    if (remaining === undefined) await driver.set(key, encodeCounter(0), wanted);
+    let stored = true;
+    if (remaining === undefined) stored = await driver.set(key, encodeCounter(createdAt), wanted);
     else if (remaining !== null && (wanted === null || wanted > remaining)) {
       const bytes = await driver.get(key);
-      await driver.set(key, bytes ?? encodeCounter(0), wanted);
+      stored = await driver.set(key, bytes ?? encodeCounter(createdAt), wanted);
     }
+    // The entry must not be written without its record (BaseCache drops it on this rejection).
+    if (!stored) throw new Error(`the backend refused the tag record ${key}`);
   }
 }
 

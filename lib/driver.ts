@@ -68,10 +68,13 @@ export interface CacheDriver {
    */
   increment?(key: string, by: number, ttlMs: number | null): MaybePromise<number>;
   /**
-   * Creates each tag record missing (holding "0") and makes each live until `expiresAt` (ms since
-   * the epoch; null: forever) at least, atomically per record.
+   * Creates each tag record missing, holding `createdAt` (ms since the epoch, a whole number, as
+   * String() writes it), and makes each live until `expiresAt` (ms since the epoch; null: forever)
+   * at least, atomically per record. A record that exists keeps what it holds. (A record missing
+   * while entries carry its tag was lost, with whatever invalidation it held: holding `createdAt`,
+   * it acts as an invalidation at that time, so the older entries are misses.)
    */
-  touchTags?(keys: string[], expiresAt: number | null): MaybePromise<void>;
+  touchTags?(keys: string[], expiresAt: number | null, createdAt: number): MaybePromise<void>;
   /**
    * Sets each tag record to `at` (ms since the epoch, as String() writes it: it may have a
    * fraction), atomically per record: a record keeps its expiry, pushed to `keepMs` from now at

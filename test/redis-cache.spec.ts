@@ -281,6 +281,20 @@ describe('RedisCache on a Redis (REDIS_URL, or a private redis-server)', () => {
     expect(await cache.get('a')).toBe(3);
   });
 
+  it('an invalidation lost with its tag record stays in force once a later write recreates the record', async () => {
+    const time = { now: 1_700_000_000_000 };
+    const prefix = namespace();
+    const cache = await cacheOn(redis.url, prefix, { clock: { now: () => time.now } });
+    const raw = rawClient(redis.url);
+    await cache.set('old', 'before', { ttl: 600, tags: ['t'] });
+    time.now += 60_000;
+    await cache.invalidateTags(['t']);
+    await raw.del(`${prefix}%t:t`); // lost: evicted, or its server restarted
+    time.now += 60_000;
+    await cache.set('new', 'after', { ttl: 600, tags: ['t'] }); // recreates the record
+    expect(await cache.getMany(['old', 'new'])).toEqual([undefined, 'after']);
+  });
+
   it('an invalidation by one process reaches the entries another process wrote', async () => {
     const prefix = namespace();
     const time = { now: 1_700_000_000_000 };

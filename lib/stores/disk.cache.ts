@@ -194,7 +194,7 @@ export class DiskDriver implements CacheDriver {
     return value;
   }
 
-  async touchTags(keys: string[], expiresAt: number | null): Promise<void> {
+  async touchTags(keys: string[], expiresAt: number | null, createdAt: number): Promise<void> {
     const size = this.tagsFootprint(keys);
     if (!this.room(size)) throw this.fullError();
     const stored = keys.map((key) => ({ key, stored: storedKeyOf(key) }));
@@ -204,7 +204,7 @@ export class DiskDriver implements CacheDriver {
       for (const { key, stored: at } of stored) {
         const record = this.live(at, now);
         const times = tagTimes(wanted, record);
-        if (!record) this.put(key, at, encodeCounter(0), times, TAG_KIND);
+        if (!record) this.put(key, at, encodeCounter(createdAt), times, TAG_KIND);
         else if (times.expiresAt !== record.expiresAt || times.reclaimAt !== record.reclaimAt) {
           this.put(key, at, record.bytes, times, TAG_KIND);
         }

@@ -5,6 +5,7 @@ import { SCAN_BATCH } from '../cache.constants.js';
 import type { CacheDriver, DriverEntry, Step } from '../driver.js';
 import { messages, reasonOf } from '../messages.js';
 import { noop, settleWithin } from '../settle-within.js';
+import { Generations } from './generations.js';
 import { type KeyvCacheOptions, type KeyvConnection, planKeyv } from './keyv.connection.js';
 
 export {
@@ -37,108 +38,65 @@ interface Pending extends DriverEntry {
 }
 
 /**
- * Namespace generations, for a store whose keys the bridge cannot list: the idea of
- * memcached-generations.ts, with the generation inside each value rather than in its key.
- *
- * Each scope of the cache (its entries, `${keyPrefix}:`; its tag records, `${keyPrefix}%t:`) has
- * a record, `${keyPrefix}%g` then the scope ('' or '%t'), holding a random id; every value carries
- * the id of its scope when it was written. clear(prefixes) writes a fresh id for the scopes named:
- * the older values are misses from then on (their ttl reclaims them), in every process, since every
- * read fetches the records along with its values. A write is checked against the record once
- * written, and done again under the new id when a clear came meanwhile: never left unseen under
- * an old one.
+ * Namespace generations for a store whose keys the bridge cannot list (see Generations): each
+ * value carries the generation of its scope in its header, and every read fetches the records
+ * along with its values.
  */
-class Generations {
-  /** The current id of each scope, as last seen (what writes carry). */
-  private readonly known = new Map<string, number>();
-  /** Records being replaced because they were found missing, by scope. */
-  private readonly replacing = new Map<string, Promise<number>>();
-
+class KeyvGenerations extends Generations<number> {
   constructor(
-    private readonly keyPrefix: string,
+    keyPrefix: string,
     private readonly keyv: Keyv,
     private readonly fetch: (storedKeys: string[]) => Promise<unknown[]>,
-  ) {}
+  ) {
+    super(keyPrefix);
+  }
 
-  /** The scopes of `keys`, each once: '' (entries), '%t' (tag records). */
+  /** The scopes of `keys`, each once. */
   scopesOf(keys: string[]): string[] {
     return [...new Set(keys.map((key) => this.scopeOf(key)))];
   }
 
-  /** What `key` holds between the key prefix and its first ':' after it. */
-  scopeOf(key: string): string {
-    const end = key.indexOf(':', this.keyPrefix.length);
-    if (!key.startsWith(this.keyPrefix) || end < 0) {
-      throw new Error(
-        `the key "${key}" is outside the namespace "${this.keyPrefix}" of this cache`,
-      );
-    }
-    return key.slice(this.keyPrefix.length, end);
-  }
-
-  /** The stored keys of the records of `scopes`: no ':' after the key prefix, so never a key of the cache. */
+  /** The stored keys of the records of `scopes`. */
   recordKeys(scopes: string[]): string[] {
-    return scopes.map((scope) => storeKey(`${this.keyPrefix}%g${scope}`));
+    return scopes.map((scope) => storeKey(this.recordName(scope)));
   }
 
-  /**
-   * Takes the records read (in the order of `scopes`): each scope's current generation. A missing
-   * (evicted, deleted) or foreign record is replaced by a new generation, never by an older id, so
-   * that values from before a clear can never come back.
-   */
-  async adopt(scopes: string[], records: unknown[]): Promise<Map<string, number>> {
-    const current = new Map<string, number>();
-    await Promise.all(
-      scopes.map(async (scope, i) => {
-        const found = parseGeneration(records[i]);
-        if (found !== undefined) this.known.set(scope, found);
-        current.set(scope, found ?? (await this.replaceMissing(scope)));
-      }),
+  /** Takes the records read (in the order of `scopes`): each scope's current generation. */
+  async adoptAll(scopes: string[], records: unknown[]): Promise<Map<string, number>> {
+    const current = await Promise.all(
+      scopes.map((scope, i) => this.adopt(scope, parseGeneration(records[i]))),
     );
-    return current;
+    return new Map(scopes.map((scope, i) => [scope, current[i]!]));
   }
 
   /** The generation each scope's writes carry: as last seen, else read (one round trip). */
   async current(scopes: string[]): Promise<Map<string, number>> {
     const unknown = scopes.filter((scope) => !this.known.has(scope));
-    const read =
-      unknown.length > 0
-        ? await this.adopt(unknown, await this.fetch(this.recordKeys(unknown)))
-        : undefined;
+    const read = unknown.length > 0 ? await this.readAll(unknown) : undefined;
     return new Map(scopes.map((scope) => [scope, read?.get(scope) ?? this.known.get(scope)!]));
   }
 
-  /** After a write under `used`: the scopes whose generation changed meanwhile, with the new one. */
-  async movedSince(used: Map<string, number>): Promise<Map<string, number>> {
-    const scopes = [...used.keys()];
-    const now = await this.adopt(scopes, await this.fetch(this.recordKeys(scopes)));
-    for (const [scope, generation] of used) if (now.get(scope) === generation) now.delete(scope);
-    return now;
+  /** What the records of `scopes` hold now (one round trip). */
+  async readAll(scopes: string[]): Promise<Map<string, number>> {
+    return this.adoptAll(scopes, await this.fetch(this.recordKeys(scopes)));
   }
 
-  /** Moves the scope of `prefix` (a scope itself: it ends with its first ':') to a new generation. */
-  async renew(prefix: string): Promise<void> {
-    await this.write(this.scopeOf(prefix));
-  }
-
-  /** Concurrent finds of one missing record in this process share one replacement. */
-  private replaceMissing(scope: string): Promise<number> {
-    let replacing = this.replacing.get(scope);
-    if (!replacing) {
-      replacing = this.write(scope).finally(() => this.replacing.delete(scope));
-      this.replacing.set(scope, replacing);
-    }
-    return replacing;
-  }
-
-  private async write(scope: string): Promise<number> {
+  protected fresh(previous: number | undefined): number {
     let generation: number;
     do generation = randomInt(1, 2 ** 32);
-    while (generation === this.known.get(scope));
+    while (generation === previous);
+    return generation;
+  }
+
+  protected async write(scope: string, generation: number): Promise<void> {
     // 0: never expires, whatever default ttl the store has.
-    const [recordKey] = this.recordKeys([scope]);
-    await this.keyv.set(recordKey!, String(generation), 0);
-    this.known.set(scope, generation);
+    await this.keyv.set(storeKey(this.recordName(scope)), String(generation), 0);
+  }
+
+  /** A missing or foreign record is replaced by a fresh generation. */
+  protected async obtain(scope: string, previous: number | undefined): Promise<number> {
+    const generation = this.fresh(previous);
+    await this.write(scope, generation);
     return generation;
   }
 }
@@ -150,7 +108,7 @@ class Generations {
  *
  * A store whose keys the bridge can list exactly (a Map; an iterable adapter, as redis, postgres,
  * sqlite, mysql, mongo, under a Keyv namespace: see keyListing()) implements scan. The others
- * clear with generations (see Generations). Counters and tag records use BaseCache's fallbacks:
+ * clear with generations (see generations.ts). Counters and tag records use BaseCache's fallbacks:
  * atomic within one process, not across processes (no Keyv store offers a read-modify-write).
  *
  * A call fails when the store reported an error while it ran, even if the adapter answered as
@@ -168,7 +126,7 @@ export class KeyvDriver implements CacheDriver {
   ) => AsyncIterable<string[]>;
   /** Where it cannot: clear() starts a new generation of each scope named. */
   readonly clear?: (prefixes: string[]) => Promise<void>;
-  private readonly generations?: Generations;
+  private readonly generations?: KeyvGenerations;
   /** Writes in progress, by key; see inOrder(). */
   private readonly writing = new Map<string, Promise<void>>();
   /** How many 'error' events the store has reported, and the last one, scrubbed; see checked(). */
@@ -190,7 +148,9 @@ export class KeyvDriver implements CacheDriver {
     if (listKeys) {
       this.scan = (prefix, _pattern, step) => this.keysUnder(listKeys, prefix, step);
     } else {
-      const generations = new Generations(context.keyPrefix, this.keyv, (keys) => this.fetch(keys));
+      const generations = new KeyvGenerations(context.keyPrefix, this.keyv, (keys) =>
+        this.fetch(keys),
+      );
       this.generations = generations;
       this.clear = (prefixes) =>
         this.checked(async () => {
@@ -328,7 +288,7 @@ export class KeyvDriver implements CacheDriver {
     // The generation records come with the values, in the same round trip.
     const scopes = generations.scopesOf(keys);
     const values = await this.fetch([...generations.recordKeys(scopes), ...stored]);
-    const current = await generations.adopt(scopes, values);
+    const current = await generations.adoptAll(scopes, values);
     return values
       .slice(scopes.length)
       .map((value, i) =>
@@ -350,22 +310,26 @@ export class KeyvDriver implements CacheDriver {
 
   /**
    * Writes the entries (after the writes of their keys in progress) under their scope's
-   * generation; where a clear moved a scope meanwhile, writes its entries again under the new one.
+   * generation; where a clear moved a scope meanwhile, writes its entries again under the new one
+   * when Generations.mustRedo() says so.
    */
   private write(entries: Pending[]): Promise<boolean> {
     const keys = entries.map(({ key }) => key);
+    const { generations } = this;
+    const renewals = generations?.renewals ?? 0;
     return this.checked(() =>
       this.inOrder(keys, async () => {
-        const { generations } = this;
         if (!generations) return this.put(entries, () => 0);
-        const generationOf = (scopes: Map<string, number>) => (key: string) =>
-          scopes.get(generations.scopeOf(key))!;
-        const used = await generations.current(generations.scopesOf(keys));
-        const stored = await this.put(entries, generationOf(used));
-        const moved = await generations.movedSince(used);
-        if (moved.size === 0) return stored;
-        const again = entries.filter(({ key }) => moved.has(generations.scopeOf(key)));
-        return (await this.put(again, generationOf(moved))) && stored;
+        const scopes = generations.scopesOf(keys);
+        const used = await generations.current(scopes);
+        const stored = await this.put(entries, (key) => used.get(generations.scopeOf(key))!);
+        const now = await generations.readAll(scopes);
+        const again = entries.filter(({ key }) => {
+          const scope = generations.scopeOf(key);
+          return generations.mustRedo(used.get(scope)!, now.get(scope)!, renewals);
+        });
+        if (again.length === 0) return stored;
+        return (await this.put(again, (key) => now.get(generations.scopeOf(key))!)) && stored;
       }),
     );
   }

@@ -12,7 +12,7 @@ import {
   planConnection,
 } from './memcached-connection.js';
 import { decodeItem, encodeItem, type Item, storeExtras } from './memcached-format.js';
-import { Generations, REDO, type RunOptions } from './memcached-generations.js';
+import { MemcachedGenerations, REDO, type RunOptions } from './memcached-generations.js';
 import { Opcode, Status, Wire } from './memcached-wire.js';
 
 export {
@@ -37,7 +37,7 @@ const NEVER_INVALIDATED = Buffer.from('0', 'latin1');
 /**
  * The memcached driver, on memjs (binary protocol). Each value is stored with a small header
  * holding its expiry on the cache's clock, under a key memcached accepts (see memcachedKey()), in
- * the current generation of its namespace (see Generations: how clear() works without listing
+ * the current generation of its namespace (see generations.ts: how clear() works without listing
  * keys). Counters and tag records are updated atomically across processes by compare-and-swap.
  *
  * With the client it creates, every request fails within (retries + 1) × (connectTimeout +
@@ -51,7 +51,7 @@ export class MemcachedDriver implements CacheDriver {
   /** The memjs client: the one the driver opened, or the one you passed as `memcached.client`. */
   readonly client: MemjsClient;
   private readonly wire: Wire;
-  private readonly generations: Generations;
+  private readonly generations: MemcachedGenerations;
   /** The last increment of each key made here, settled or not; see increment(). */
   private readonly counters = new Map<string, Promise<void>>();
   private closed = false;
@@ -73,7 +73,7 @@ export class MemcachedDriver implements CacheDriver {
       if (!this.closed) context.warn(messages.memcachedClientSaid(target, this.scrub(line)));
     });
     this.wire = new Wire(this.client, connection.makeRequest);
-    this.generations = new Generations(this.wire, context.keyPrefix);
+    this.generations = new MemcachedGenerations(this.wire, context.keyPrefix);
   }
 
   /** Reads the namespace generation once (at most MAX_FIRST_ATTEMPT_MS), so the first calls need no extra round trip. */

@@ -133,10 +133,10 @@ export class MemoryDriver implements CacheDriver {
     return value;
   }
 
-  touchTags(keys: string[], expiresAt: number | null): void {
+  touchTags(keys: string[], expiresAt: number | null, createdAt: number): void {
     for (const key of keys) {
       const tag = this.liveTag(key);
-      if (!tag) this.tags.set(key, { bytes: encodeCounter(0), expiresAt });
+      if (!tag) this.tags.set(key, { bytes: encodeCounter(createdAt), expiresAt });
       else if (tag.expiresAt !== null && (expiresAt === null || expiresAt > tag.expiresAt)) {
         tag.expiresAt = expiresAt;
       }

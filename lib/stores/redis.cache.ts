@@ -31,13 +31,13 @@ const INCREMENT_WITH_TTL = `redis.call('SET', KEYS[1], '0', 'NX', 'PX', ARGV[2])
 return redis.call('INCRBY', KEYS[1], ARGV[1])`;
 
 /**
- * A tag record lives at least until ARGV[1] ms from now (-1: forever): created holding '0' when
- * missing, its expiry only ever pushed later. PTTL says -1 for a record that never expires.
+ * A tag record lives at least until ARGV[1] ms from now (-1: forever): created holding ARGV[2]
+ * when missing, its expiry only ever pushed later. PTTL says -1 for a record that never expires.
  */
 const TOUCH_TAG = `local ttl = redis.call('PTTL', KEYS[1])
 local want = tonumber(ARGV[1])
 if ttl == -2 then
-  if want < 0 then redis.call('SET', KEYS[1], '0') else redis.call('SET', KEYS[1], '0', 'PX', want) end
+  if want < 0 then redis.call('SET', KEYS[1], ARGV[2]) else redis.call('SET', KEYS[1], ARGV[2], 'PX', want) end
 elseif ttl >= 0 then
   if want < 0 then redis.call('PERSIST', KEYS[1]) elseif ttl < want then redis.call('PEXPIRE', KEYS[1], want) end
 end
@@ -196,12 +196,14 @@ export class RedisDriver implements CacheDriver {
     }
   }
 
-  async touchTags(keys: string[], expiresAt: number | null): Promise<void> {
+  async touchTags(keys: string[], expiresAt: number | null, createdAt: number): Promise<void> {
     this.reads.flush();
     // One script per record, so that each touches one key (one hash slot, for Redis Cluster).
     const want =
       expiresAt === null ? -1 : Math.max(1, Math.ceil(expiresAt - this.context.clock.now()));
-    await Promise.all(keys.map((key) => this.client.eval(TOUCH_TAG, 1, key, want)));
+    await Promise.all(
+      keys.map((key) => this.client.eval(TOUCH_TAG, 1, key, want, String(createdAt))),
+    );
   }
 
   async invalidateTags(keys: string[], at: number, keepMs: number): Promise<void> {
