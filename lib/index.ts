@@ -45,8 +45,13 @@ export type { Flight, Flights, Landing, Lead } from './flights.js';
 export { systemClock, type Clock } from './clock.js';
 export { MemoryCache, type MemoryCacheOptions } from './stores/memory.cache.js';
 export { RedisCache, type RedisCacheOptions } from './stores/redis.cache.js';
-export { MemcachedCache, type MemcachedCacheOptions } from './stores/memcached.cache.js';
-export { DiskCache, type DiskCacheOptions } from './stores/disk.cache.js';
+export {
+  MemcachedCache,
+  type MemcachedCacheOptions,
+  type MemcachedClientOptions,
+  type MemcachedServerOptions,
+} from './stores/memcached.cache.js';
+export { DiskCache, type DiskCacheOptions, type DiskSweep } from './stores/disk.cache.js';
 export { KeyvCache, type KeyvCacheOptions, type KeyvStore } from './stores/keyv.cache.js';
 export type { Ttl, TtlUnit } from './ttl.js';
 export type { Serializer } from './serializer.js';

@@ -44,6 +44,9 @@ export const messages = {
   unboundedMemory: (option: string, value: unknown) =>
     `Invalid CacheModule option "memory.${option}": ${describe(value)}. The memory backend must be bounded: set a positive whole number (the default max is 10000 entries).`,
 
+  unknownOptionKeys: (option: string, unknown: readonly string[], known: readonly string[]) =>
+    `Unknown CacheModule option${unknown.length > 1 ? 's' : ''} ${unknown.map((key) => `"${option}.${key}"`).join(', ')}: the "${option}" options are ${known.join(', ')}. Check the spelling (it would be ignored, and the default used).`,
+
   invalidOption: (option: string, value: unknown, rule: string) =>
     `Invalid CacheModule option "${option}": ${describe(value)}. ${rule}`,
 

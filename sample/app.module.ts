@@ -24,8 +24,13 @@ function backend(): Pick<CacheModuleOptions, 'backend' | 'redis' | 'memcached' |
         backend: 'disk',
         disk: { path: process.env.CACHE_DIR ?? '.cache/nest-cache-sample' },
       };
-    default:
+    case undefined:
+    case 'memory':
       return { backend: 'memory' };
+    default:
+      throw new Error(
+        `CACHE_BACKEND=${process.env.CACHE_BACKEND} is not one the sample knows: use memory (the default), redis, memcached or disk.`,
+      );
   }
 }
 

@@ -38,7 +38,10 @@ async function cache(
   const made1 = await MemcachedCache.create({
     prefix: `mc-${process.pid}-${++count}`,
     ...options,
-    memcached: { servers: memcached.server.servers, ...options.memcached },
+    memcached:
+      options.memcached && 'client' in options.memcached
+        ? options.memcached
+        : { servers: memcached.server.servers, ...options.memcached },
   });
   made.push(made1);
   return made1;

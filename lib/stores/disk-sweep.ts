@@ -16,7 +16,7 @@ const REFUSE_AT = 0.9;
 /** Records one reclaim transaction removes at most: a short hold of the write lock. */
 const SWEEP_BATCH = 500;
 /** How long one sweep goes on reclaiming, batch after batch, before it leaves the rest to the next. */
-const SWEEP_BUDGET_MS = 50;
+export const SWEEP_BUDGET_MS = 50;
 /** LMDB's bytes per node (a record, an index key) besides the key and value, and per page header. */
 const NODE_BYTES = 8;
 const PAGE_HEADER = 24;
@@ -99,11 +99,12 @@ export class DiskSpace {
   /**
    * Reclaims the records whose reclaim time has passed, batch after batch while they come back
    * full (yielding to the event loop between them), then evicts past EVICT_AT; within
-   * SWEEP_BUDGET_MS, leaving the rest to the next sweep. `stopped`: the store is closing.
+   * `budgetMs` (SWEEP_BUDGET_MS), leaving the rest to the next sweep. `stopped`: the store is
+   * closing.
    */
-  async sweep(transact: Transact, stopped: () => boolean): Promise<DiskSweep> {
+  async sweep(transact: Transact, stopped: () => boolean, budgetMs: number): Promise<DiskSweep> {
     const done = { expired: 0, evicted: 0 };
-    const deadline = performance.now() + SWEEP_BUDGET_MS;
+    const deadline = performance.now() + budgetMs;
     const more = () => !stopped() && performance.now() < deadline;
     const end = indexEndAt(Date.now());
     for (let full = true; full && more();) {

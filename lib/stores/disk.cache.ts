@@ -4,6 +4,7 @@ import type { CacheDriver, DriverEntry, Step } from '../driver.js';
 import { decodeCounter, encodeCounter } from '../entry.js';
 import { CacheConfigError, NotACounterError } from '../errors.js';
 import { messages, reasonOf } from '../messages.js';
+import { knownKeysOnly } from '../option-keys.js';
 import {
   asBuffer,
   decodeRecord,
@@ -18,7 +19,7 @@ import {
   TAG_KIND,
 } from './disk-format.js';
 import { type DiskStore, type LmdbOpen, openStore, preparePath } from './disk-store.js';
-import { DiskSpace, type DiskSweep, REFUSED } from './disk-sweep.js';
+import { DiskSpace, type DiskSweep, REFUSED, SWEEP_BUDGET_MS } from './disk-sweep.js';
 
 export type { DiskSweep } from './disk-sweep.js';
 
@@ -259,19 +260,21 @@ export class DiskDriver implements CacheDriver {
 
   /**
    * Reclaims the records whose reclaim time has passed, then evicts near the size bound (see
-   * DiskSpace.sweep). Runs every second by itself; concurrent calls share one sweep.
+   * DiskSpace.sweep) for `budgetMs` at most. Runs every second by itself; concurrent calls share
+   * one sweep.
    */
-  sweep(): Promise<DiskSweep> {
-    this.sweeping ??= this.sweepOnce().finally(() => (this.sweeping = undefined));
+  sweep(budgetMs = SWEEP_BUDGET_MS): Promise<DiskSweep> {
+    this.sweeping ??= this.sweepOnce(budgetMs).finally(() => (this.sweeping = undefined));
     return this.sweeping;
   }
 
-  private async sweepOnce(): Promise<DiskSweep> {
+  private async sweepOnce(budgetMs: number): Promise<DiskSweep> {
     if (this.closed) return { expired: 0, evicted: 0 };
     try {
       return await this.space.sweep(
         (work) => this.write(work, 0),
         () => this.closed,
+        budgetMs,
       );
     } catch (error) {
       // Off the hot path: nobody awaits a sweep but tests; a failure is logged, the next one retries.
@@ -560,6 +563,7 @@ export class DiskCache extends BaseCache {
     if (disk === null || typeof disk !== 'object' || Array.isArray(disk)) {
       throw new CacheConfigError(messages.diskPathRequired(undefined));
     }
+    knownKeysOnly('disk', disk, ['path', 'maxSize']);
     const { path, maxSize } = disk as Partial<DiskCacheOptions>;
     const size = validMaxSize(maxSize);
     const absolute = preparePath(path);
@@ -577,9 +581,10 @@ export class DiskCache extends BaseCache {
 
   /**
    * Reclaims expired records and enforces disk.maxSize now, rather than at the next sweep (each
-   * process sweeps every second by itself). Resolves what it removed.
+   * process sweeps every second by itself), for `budgetMs` at most (default 50). Resolves what it
+   * removed.
    */
-  sweep(): Promise<DiskSweep> {
-    return this.disk.sweep();
+  sweep(budgetMs?: number): Promise<DiskSweep> {
+    return this.disk.sweep(budgetMs);
   }
 }

@@ -2,6 +2,7 @@ import { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
 import { CacheConfigError } from '../errors.js';
 import { describe, messages } from '../messages.js';
+import { knownKeysOnly } from '../option-keys.js';
 import { MAX_TIMER_MS } from '../ttl.js';
 
 /** Bounds on waiting for memcached; MemcachedCache applies them to the client it creates. */
@@ -212,6 +213,21 @@ export async function planConnection(
       ),
     );
   }
+  knownKeysOnly(
+    'memcached',
+    memcached,
+    'client' in memcached
+      ? ['client', 'maxValueBytes']
+      : [
+          'servers',
+          'username',
+          'password',
+          'commandTimeout',
+          'connectTimeout',
+          'retries',
+          'maxValueBytes',
+        ],
+  );
   const given = memcached as Partial<MemcachedServerOptions & MemcachedClientOptions>;
   const maxValueBytes = wholeNumber(
     'maxValueBytes',

@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { chown, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,11 +16,8 @@ export interface PostgresServerHandle {
   stop(): Promise<void>;
 }
 
-const BIN_DIRS = [
-  '/usr/lib/postgresql/17/bin',
-  '/usr/lib/postgresql/16/bin',
-  '/usr/lib/postgresql/15/bin',
-];
+/** Where Debian and Ubuntu install each version's server binaries: /usr/lib/postgresql/<version>/bin. */
+const VERSIONS_DIR = '/usr/lib/postgresql';
 const MISSING_BINARY =
   'PostgreSQL server binaries (initdb, postgres) were not found in /usr/lib/postgresql/<version>/bin. Install them (Debian/Ubuntu: apt-get install postgresql) or set POSTGRES_BIN to the directory that holds them.';
 const READY_TIMEOUT_MS = 15_000;
@@ -32,8 +29,18 @@ process.once('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
+/** The newest installed version's binaries. */
+function newestBinDir(): string | undefined {
+  const versions = existsSync(VERSIONS_DIR) ? readdirSync(VERSIONS_DIR) : [];
+  return versions
+    .filter((version) => /^\d+$/.test(version))
+    .sort((a, b) => Number(b) - Number(a))
+    .map((version) => join(VERSIONS_DIR, version, 'bin'))
+    .find((dir) => existsSync(join(dir, 'initdb')));
+}
+
 function binDir(): string {
-  const dir = process.env.POSTGRES_BIN ?? BIN_DIRS.find((d) => existsSync(join(d, 'initdb')));
+  const dir = process.env.POSTGRES_BIN ?? newestBinDir();
   if (!dir || !existsSync(join(dir, 'initdb')) || !existsSync(join(dir, 'postgres'))) {
     throw new Error(MISSING_BINARY);
   }

@@ -8,7 +8,7 @@ import { APP_INTERCEPTOR } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
-import { afterEach } from 'vitest';
+import { afterAll, afterEach } from 'vitest';
 import {
   BaseCache,
   CacheInterceptor,
@@ -38,10 +38,10 @@ export interface Backend {
 /** The Redis backend's command timeout in tests, as the fault tests of the backend use. */
 export const COMMAND_TIMEOUT_MS = 200;
 
-/** Disk stores made for tests of this process, removed when it exits. */
+/** Disk stores made for the tests of this file, removed once they are done (their apps closed). */
 const diskDirs: string[] = [];
-process.once('exit', () => {
-  for (const dir of diskDirs) rmSync(dir, { recursive: true, force: true });
+afterAll(() => {
+  for (const dir of diskDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
 /** A fresh, empty folder for one app's disk store. */

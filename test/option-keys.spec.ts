@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest';
+import { CacheConfigError, createCache } from '../lib/index.js';
+
+// A misspelt option of a backend is refused at startup, naming it and the options there are: it
+// would otherwise be ignored and its default used without a word.
+describe('unknown keys in a backend option', () => {
+  const refused = async (options: Parameters<typeof createCache>[0]) => {
+    const error = await createCache(options).then(
+      async (cache) => (await cache.close(), undefined),
+      (error: unknown) => error,
+    );
+    expect(error).toBeInstanceOf(CacheConfigError);
+    return (error as Error).message;
+  };
+
+  it('disk: "maxsize" for "maxSize"', async () => {
+    const message = await refused({
+      backend: 'disk',
+      disk: { path: '/tmp/never-created', maxsize: 1 } as never,
+    });
+    expect(message).toContain('"disk.maxsize"');
+    expect(message).toContain('path, maxSize');
+  });
+
+  it('memcached: "server" for "servers", and a key the client form does not take', async () => {
+    expect(
+      await refused({ backend: 'memcached', memcached: { server: '127.0.0.1:1' } as never }),
+    ).toContain('"memcached.server"');
+    expect(
+      await refused({
+        backend: 'memcached',
+        memcached: { client: {}, retries: 1 } as never,
+      }),
+    ).toContain('"memcached.retries"');
+  });
+});
