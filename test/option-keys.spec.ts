@@ -22,6 +22,15 @@ describe('unknown keys in a backend option', () => {
     expect(message).toContain('path, maxSize');
   });
 
+  it('keyv: "disconect" for "disconnect"', async () => {
+    const message = await refused({
+      backend: 'keyv',
+      keyv: { store: new Map(), disconect: false } as never,
+    });
+    expect(message).toContain('"keyv.disconect"');
+    expect(message).toContain('store, disconnect');
+  });
+
   it('memcached: "server" for "servers", and a key the client form does not take', async () => {
     expect(
       await refused({ backend: 'memcached', memcached: { server: '127.0.0.1:1' } as never }),

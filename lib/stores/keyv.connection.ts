@@ -2,6 +2,7 @@ import type { Keyv, KeyvOptions, KeyvStoreAdapter } from 'keyv';
 import { SCAN_BATCH } from '../cache.constants.js';
 import { CacheConfigError } from '../errors.js';
 import { describe, messages, reasonOf } from '../messages.js';
+import { knownKeysOnly } from '../option-keys.js';
 
 /** A Keyv instance, or what `new Keyv(store)` accepts as a store. */
 export type KeyvStore = Keyv | KeyvStoreAdapter | Map<unknown, unknown>;
@@ -93,6 +94,7 @@ export async function planKeyv(
       ),
     );
   }
+  knownKeysOnly('keyv', options, ['store', 'disconnect']);
   const { store, disconnect = true } = options;
   if (typeof disconnect !== 'boolean') {
     throw new CacheConfigError(

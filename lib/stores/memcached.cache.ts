@@ -31,8 +31,6 @@ const DRAIN_WAIT_MS = 500;
 const MAX_FIRST_ATTEMPT_MS = 2_000;
 /** Compare-and-swap tries of one update before it is given up (other clients kept winning). */
 const MAX_CAS_TRIES = 16;
-/** A tag record created by touchTags: never invalidated. */
-const NEVER_INVALIDATED = Buffer.from('0', 'latin1');
 
 /**
  * The memcached driver, on memjs (binary protocol). Each value is stored with a small header
@@ -149,10 +147,11 @@ export class MemcachedDriver implements CacheDriver {
     return counted;
   }
 
-  async touchTags(keys: string[], expiresAt: number | null): Promise<void> {
+  async touchTags(keys: string[], expiresAt: number | null, createdAt: number): Promise<void> {
+    const created = Buffer.from(String(createdAt), 'latin1');
     await this.updateAll(keys, (current) => {
       if (current && outlives(current.expiresAt, expiresAt)) return undefined;
-      return { body: current?.body ?? NEVER_INVALIDATED, expiresAt };
+      return { body: current?.body ?? created, expiresAt };
     });
   }
 
