@@ -358,7 +358,7 @@ async function redisOutage(
       }),
     );
   };
-  redis.freeze();
+  await redis.freeze();
   try {
     await hitAll('frozen (SIGSTOP)');
   } finally {

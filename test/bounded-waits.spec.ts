@@ -330,7 +330,7 @@ describe('a Redis client of your own whose commandTimeout outlasts operationTime
     try {
       await cache.set('k', 'v');
       expect(await cache.get('k')).toBe('v');
-      redis.server.freeze();
+      await redis.server.freeze();
       const started = performance.now();
       expect(await cache.get('k')).toBeUndefined();
       expect(performance.now() - started).toBeLessThan(300 * 1.25 + 1_000);
@@ -359,7 +359,7 @@ describe('a Redis client of your own without bounds (offline queue, no command t
   it('Redis frozen: get, set and getOrSet still settle within operationTimeout', async () => {
     const { client, cache } = await adopt();
     await cache.set('k', 'v');
-    redis.server.freeze();
+    await redis.server.freeze();
     try {
       const started = performance.now();
       const [got, stored, computed] = await Promise.all([

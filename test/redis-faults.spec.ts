@@ -185,7 +185,7 @@ describe('F3: Redis freezes (SIGSTOP: sockets stay open, nothing answers)', () =
   it('every call settles within the bound and fails open while it is frozen', async () => {
     expect(await cache.set('warm', 'hit')).toBe(true);
 
-    server.freeze();
+    await server.freeze();
 
     await everyCallFailsOpen(cache);
   });
@@ -255,7 +255,7 @@ describe('F11: close() while Redis is unavailable', () => {
       const before = handles();
       const cache = await createCache(server.url);
       expect(await cache.set('k', 'v')).toBe(true);
-      server.freeze();
+      await server.freeze();
 
       const closed = await timed(() => cache.close());
 

@@ -76,7 +76,7 @@ describe.each(ADAPTERS)('on $name with the redis backend', (adapter) => {
 
   it('Redis frozen mid-test: every request is served by the handler with 200, each within 2 s', async () => {
     const app = await startWarm();
-    redis.server.freeze();
+    await redis.server.freeze();
     try {
       await servedByTheHandler(app, '/items/7', 8);
     } finally {
@@ -86,7 +86,7 @@ describe.each(ADAPTERS)('on $name with the redis backend', (adapter) => {
 
   it('Redis back after being frozen: responses are served as HITs again', async () => {
     const app = await startWarm();
-    redis.server.freeze();
+    await redis.server.freeze();
     try {
       await servedByTheHandler(app, '/items/7', 2);
     } finally {
