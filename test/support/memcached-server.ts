@@ -1,5 +1,9 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import { askLine, startServerProcess } from './server-process.js';
+import { accepts, askLine, startServerProcess } from './server-process.js';
 
 /** A private memcached started by a test. */
 export interface MemcachedServerHandle {
@@ -25,6 +29,8 @@ export interface MemcachedServerOptions {
   maxItemSize?: string;
   /** Item memory in megabytes (memcached -m). @default 16 */
   memoryMb?: number;
+  /** SASL (memcached -S) with this one user, in a password database of its own. */
+  sasl?: { username: string; password: string };
 }
 
 const BINARY = 'memcached';
@@ -35,8 +41,10 @@ const MISSING_BINARY =
 export async function startMemcachedServer(
   options: MemcachedServerOptions = {},
 ): Promise<MemcachedServerHandle> {
+  const sasl = options.sasl && saslConfig(options.sasl);
   const server = await startServerProcess(
     {
+      ...(sasl && { env: { SASL_CONF_PATH: sasl } }),
       binary: BINARY,
       missingBinary: MISSING_BINARY,
       args: (port) => [
@@ -54,13 +62,25 @@ export async function startMemcachedServer(
         options.maxItemSize ?? '1m',
         '-t',
         '1',
+        ...(sasl ? ['-S'] : []),
       ],
-      ready: async (port) => (await askLine(port, 'version'))?.startsWith('VERSION ') === true,
+      // With SASL on, memcached speaks only the binary protocol, after authentication: that it
+      // accepts connections is all it says.
+      ready: async (port) =>
+        sasl ? accepts(port) : (await askLine(port, 'version'))?.startsWith('VERSION ') === true,
       readyCommand: '"version"',
     },
     options.port,
   );
-  return { ...server, servers: `127.0.0.1:${server.port}`, kill: () => server.kill() };
+  return {
+    ...server,
+    servers: `127.0.0.1:${server.port}`,
+    kill: () => server.kill(),
+    async stop() {
+      await server.stop();
+      if (sasl) rmSync(sasl, { recursive: true, force: true });
+    },
+  };
 }
 
 /** A private memcached for this file: started in beforeAll, stopped in afterAll. */
@@ -80,4 +100,27 @@ export function usePrivateMemcached(options: MemcachedServerOptions = {}): {
       return server;
     },
   };
+}
+
+/**
+ * A SASL configuration for memcached (its directory, for SASL_CONF_PATH): the PLAIN mechanism and
+ * a password database holding the one user, made with saslpasswd2 (Debian: sasl2-bin).
+ */
+function saslConfig({ username, password }: { username: string; password: string }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'nest-cache-memcached-sasl-'));
+  const database = join(dir, 'sasldb2');
+  writeFileSync(join(dir, 'memcached.conf'), `mech_list: plain\nsasldb_path: ${database}\n`);
+  try {
+    execFileSync('saslpasswd2', ['-p', '-a', 'memcached', '-c', '-f', database, username], {
+      input: password,
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
+  } catch (error) {
+    throw new Error(
+      (error as NodeJS.ErrnoException).code === 'ENOENT'
+        ? 'saslpasswd2 was not found on PATH: it makes the password database of a SASL memcached. Install it: apt-get install sasl2-bin'
+        : `saslpasswd2 failed: ${String(error)}`,
+    );
+  }
+  return dir;
 }

@@ -17,6 +17,8 @@ export interface ServerSpec {
   ready(port: number, output: string): Promise<boolean>;
   /** What it answers, for messages: 'PING', '"version"'. */
   readyCommand: string;
+  /** Variables added to its environment. */
+  env?: Record<string, string>;
 }
 
 /** A private server process, on one port for its whole life (restart() keeps it). */
@@ -106,7 +108,10 @@ export async function startServerProcess(spec: ServerSpec, given?: number): Prom
 }
 
 async function launch(spec: ServerSpec, port: number): Promise<ChildProcess> {
-  const child = spawn(spec.binary, spec.args(port), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(spec.binary, spec.args(port), {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...spec.env },
+  });
   let output = '';
   const keep = (chunk: Buffer) => {
     output = (output + chunk.toString()).slice(-4_000);
@@ -144,6 +149,20 @@ async function launch(spec: ServerSpec, port: number): Promise<ChildProcess> {
     }
     await sleep(20);
   }
+}
+
+/** Whether a connection to the port is accepted. */
+export function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ port, host: '127.0.0.1' });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(500, () => done(false));
+    socket.once('error', () => done(false));
+    socket.once('connect', () => done(true));
+  });
 }
 
 /** Sends one line on a new connection; resolves the first reply line, or undefined on no answer. */
