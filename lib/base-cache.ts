@@ -8,6 +8,8 @@ import {
   MAX_KEY_LENGTH,
   MAX_TAGS,
   MIN_CLOSE_WAIT_MS,
+  BREAKER_COOLDOWN_MS,
+  BREAKER_THRESHOLD,
 } from './cache.constants.js';
 import {
   CacheClosedError,
@@ -39,7 +41,8 @@ import {
   encodeEntry,
   staleFor,
 } from './entry.js';
-import { FailurePolicy } from './failure-policy.js';
+import { type BreakerSettings, type BreakerState, FailurePolicy } from './failure-policy.js';
+import { knownKeysOnly } from './option-keys.js';
 import { Flights, landingWithin, type Lead } from './flights.js';
 import { compileGlob } from './glob.js';
 import { messages, reasonOf } from './messages.js';
@@ -91,6 +94,13 @@ export interface BaseCacheOptions {
    * last stale window has passed). @default the system clock
    */
   clock?: Clock;
+  /**
+   * The circuit breaker: after `threshold` backend calls fail in a row, calls fail open at once
+   * (without waiting on the backend) for `cooldown`; then calls go through again, and the first
+   * success closes it (the first failure opens it again). Its state: `cache.breaker`.
+   * @default { threshold: 5, cooldown: '1s' }
+   */
+  breaker?: { threshold?: number; cooldown?: Exclude<Ttl, null> };
 }
 
 /** How an entry is written: set()'s third argument (a Ttl alone also works). */
@@ -213,6 +223,12 @@ export abstract class BaseCache {
   /** What every tag record of this cache starts with: the escaped prefix and '%t:'. */
   private readonly tagNamespace: string;
   readonly stats: CacheStats = { hits: 0, misses: 0, stale: 0, writes: 0, deletes: 0, errors: 0 };
+
+  /** The circuit breaker now: closed, open (until when) or half-open, and its thresholds. */
+  get breaker(): BreakerState {
+    return this.failures.state();
+  }
+
   protected readonly logger: Logger;
   /** The driver this cache composes. */
   protected readonly driver: CacheDriver;
@@ -269,7 +285,12 @@ export abstract class BaseCache {
     this.serializer = options.serializer ?? defaultSerializer;
     this.clock = validClock(options.clock ?? systemClock);
     this.logger = new Logger(this.constructor.name);
-    this.failures = new FailurePolicy(this.constructor.name, this.logger, () => this.clock.now());
+    this.failures = new FailurePolicy(
+      this.constructor.name,
+      this.logger,
+      () => this.clock.now(),
+      breakerSettings(options.breaker),
+    );
     this.valueFlights = this.singleFlight<Buffer>('nest-cache:values');
     this.deadlines = new Deadlines(this.operationTimeoutMs);
     this.driver = validDriver(
@@ -1328,6 +1349,29 @@ function validClock(clock: unknown): Clock {
     );
   }
   return clock as Clock;
+}
+
+function breakerSettings(breaker: BaseCacheOptions['breaker']): BreakerSettings {
+  if (breaker === undefined)
+    return { threshold: BREAKER_THRESHOLD, cooldownMs: BREAKER_COOLDOWN_MS };
+  if (breaker === null || typeof breaker !== 'object' || Array.isArray(breaker)) {
+    throw new CacheConfigError(
+      messages.invalidOption('breaker', breaker, "Use { threshold?: 5, cooldown?: '1s' }."),
+    );
+  }
+  knownKeysOnly('breaker', breaker, ['threshold', 'cooldown']);
+  const { threshold = BREAKER_THRESHOLD } = breaker;
+  if (!Number.isSafeInteger(threshold) || threshold < 1) {
+    throw new CacheConfigError(
+      messages.invalidOption(
+        'breaker.threshold',
+        threshold,
+        `Use a whole number of failures in a row, at least 1 (default ${BREAKER_THRESHOLD}).`,
+      ),
+    );
+  }
+  const cooldownMs = timeoutToMs(breaker.cooldown, 'breaker.cooldown', `${BREAKER_COOLDOWN_MS}ms`);
+  return { threshold, cooldownMs };
 }
 
 const REQUIRED_DRIVER_METHODS = ['get', 'set', 'delete', 'ttl', 'close'] as const;

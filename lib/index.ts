@@ -35,6 +35,7 @@ export {
   type SetOptions,
 } from './base-cache.js';
 export type { CacheDriver, DriverEntry, MaybePromise, Step } from './driver.js';
+export type { BreakerState } from './failure-policy.js';
 export { ENTRY_FORMAT, type EntryMeta } from './entry.js';
 export { MemoryDriver } from './stores/memory.cache.js';
 export { RedisDriver } from './stores/redis.cache.js';

@@ -56,6 +56,12 @@ export const messages = {
   ioredisMissing: () =>
     `CacheModule option backend: 'redis' needs the ioredis package, which is not installed. Run \`npm install ioredis\`, or use backend: 'memory'.`,
 
+  breakerOpened: (backend: string, failures: number, cooldownMs: number) =>
+    `${backend}: ${failures} backend calls failed in a row, so the circuit breaker opened: for ${cooldownMs} ms at a time, calls fail open at once without waiting on the backend, until one succeeds (CacheModule option "breaker").`,
+
+  breakerClosed: (backend: string) =>
+    `${backend}: the backend answers again; the circuit breaker closed.`,
+
   backendFailing: (backend: string, operation: string, reason: string, suppressed: number) =>
     `${backend} ${operation} failed (${reason}); the cache fails open: reads are misses, writes are dropped, requests are still served.` +
     (suppressed > 0 ? ` ${suppressed} more cache errors since the last report.` : ''),
