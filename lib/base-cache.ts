@@ -101,6 +101,14 @@ export interface BaseCacheOptions {
    * @default { threshold: 5, cooldown: '1s' }
    */
   breaker?: { threshold?: number; cooldown?: Exclude<Ttl, null> };
+  /**
+   * The largest value stored, in bytes as the serializer wrote it: a larger one is not stored
+   * (`set()` resolves false, with a warning) and the older entry under its key is removed, so a
+   * stale value never survives a failed overwrite. A backend may refuse less (memcached's item
+   * size, the memory backend's maxBytes). null: no cap but the backend's.
+   * @default 16 MiB
+   */
+  maxValueBytes?: number | null;
 }
 
 /** How an entry is written: set()'s third argument (a Ttl alone also works). */
@@ -233,6 +241,8 @@ export abstract class BaseCache {
   /** The driver this cache composes. */
   protected readonly driver: CacheDriver;
   private readonly defaultTtlMs: number | null;
+  /** See BaseCacheOptions.maxValueBytes (Infinity: no cap). */
+  private readonly maxValueBytes: number;
   /** How long a single-flight lasts at most (getOrSet, CacheInterceptor's waiting requests). */
   readonly getOrSetTimeoutMs: number;
   /** How long one backend call may take before it fails open. */
@@ -282,6 +292,7 @@ export abstract class BaseCache {
       'operationTimeout',
       DEFAULT_OPERATION_TIMEOUT,
     );
+    this.maxValueBytes = validMaxValueBytes(options.maxValueBytes);
     this.serializer = options.serializer ?? defaultSerializer;
     this.clock = validClock(options.clock ?? systemClock);
     this.logger = new Logger(this.constructor.name);
@@ -419,19 +430,20 @@ export abstract class BaseCache {
       }
       const full = this.keyFor(entry.key, 'setMany');
       const policy = this.policyFor(entry, 'setMany');
+      const body = this.encode(entry.key, entry.value);
       return {
         full,
         policy,
-        entry: this.driverEntry(
-          entry.key,
-          full,
-          this.encode(entry.key, entry.value),
-          policy,
-          storedAt,
-        ),
+        body,
+        entry: this.driverEntry(entry.key, full, body, policy, storedAt),
       };
     });
     this.forget(prepared.map(({ full }) => full));
+    // None is stored when one is too large, and none of the older values survives the overwrite.
+    if (entries.filter((entry, i) => this.oversize(entry.key, prepared[i]!.body)).length > 0) {
+      await this.remove(prepared.map(({ full }) => full));
+      return false;
+    }
     const tags = [...new Set(prepared.flatMap(({ policy }) => policy.tags))];
     if (tags.length > 0) {
       const expiresAt = latest(prepared.map(({ policy }) => this.keptUntil(policy, storedAt)));
@@ -980,6 +992,13 @@ export abstract class BaseCache {
     return value;
   }
 
+  /** Whether a value's bytes pass maxValueBytes (said in a warning, rate-limited). */
+  private oversize(key: string, body: Buffer): boolean {
+    if (body.byteLength <= this.maxValueBytes) return false;
+    this.failures.warn(messages.valueTooLarge(key, body.byteLength, this.maxValueBytes));
+    return true;
+  }
+
   private async remove(full: string[]): Promise<number> {
     this.forget(full);
     const removed = await this.attempt('delete', 0, () => this.driver.delete(full));
@@ -1001,6 +1020,10 @@ export abstract class BaseCache {
     lead: Lead<unknown> | undefined,
   ): Promise<boolean> {
     if (lead && !lead.mayStore) return false;
+    if (this.oversize(key, bytes)) {
+      await this.remove([full]);
+      return false;
+    }
     if (policy.tags.length > 0) {
       const touched = await this.touchTags(policy.tags, this.keptUntil(policy, storedAt));
       if (!touched) return false;
@@ -1349,6 +1372,24 @@ function validClock(clock: unknown): Clock {
     );
   }
   return clock as Clock;
+}
+
+/** The default value size cap: 16 MiB, far above a response or a record, far below a flood. */
+const DEFAULT_MAX_VALUE_BYTES = 16 * 1024 * 1024;
+
+function validMaxValueBytes(value: unknown): number {
+  if (value === undefined) return DEFAULT_MAX_VALUE_BYTES;
+  if (value === null) return Infinity;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new CacheConfigError(
+      messages.invalidOption(
+        'maxValueBytes',
+        value,
+        `Use a whole number of bytes, at least 1 (default ${DEFAULT_MAX_VALUE_BYTES}), or null for no cap but the backend's.`,
+      ),
+    );
+  }
+  return value;
 }
 
 function breakerSettings(breaker: BaseCacheOptions['breaker']): BreakerSettings {

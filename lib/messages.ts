@@ -56,6 +56,9 @@ export const messages = {
   ioredisMissing: () =>
     `CacheModule option backend: 'redis' needs the ioredis package, which is not installed. Run \`npm install ioredis\`, or use backend: 'memory'.`,
 
+  valueTooLarge: (key: string, bytes: number, max: number) =>
+    `The value for key "${key.length > 200 ? `${key.slice(0, 200)}…` : key}" takes ${bytes} bytes, over CacheModule option "maxValueBytes" (${max}): it was not stored, and the older entry under that key was removed. Cache something smaller, or raise maxValueBytes.`,
+
   breakerOpened: (backend: string, failures: number, cooldownMs: number) =>
     `${backend}: ${failures} backend calls failed in a row, so the circuit breaker opened: for ${cooldownMs} ms at a time, calls fail open at once without waiting on the backend, until one succeeds (CacheModule option "breaker").`,
 

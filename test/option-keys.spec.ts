@@ -43,3 +43,21 @@ describe('unknown keys in a backend option', () => {
     ).toContain('"memcached.retries"');
   });
 });
+
+describe('CacheModule option "maxValueBytes"', () => {
+  it.each([0, -1, 1.5, '1mb', Infinity])('%j is refused, naming it', async (maxValueBytes) => {
+    await expect(createCache({ maxValueBytes: maxValueBytes as never })).rejects.toThrow(
+      /"maxValueBytes"/,
+    );
+  });
+
+  it('null lifts the cap (the backend keeps its own bounds); the default is 16 MiB', async () => {
+    const unbounded = await createCache({ maxValueBytes: null });
+    expect(await unbounded.set('k', 'x'.repeat(17 * 1024 * 1024))).toBe(true);
+    await unbounded.close();
+    const bounded = await createCache({ memory: { maxBytes: 64 * 1024 * 1024 } });
+    expect(await bounded.set('k', 'x'.repeat(17 * 1024 * 1024))).toBe(false);
+    expect(await bounded.set('k', 'x'.repeat(15 * 1024 * 1024))).toBe(true);
+    await bounded.close();
+  });
+});

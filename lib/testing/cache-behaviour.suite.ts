@@ -96,6 +96,30 @@ export function cacheBehaviourSuite(
         assert.equal(await c.get('k'), 2);
       });
 
+      it('a value over maxValueBytes is not stored: set resolves false, and the older value under its key is removed', async () => {
+        const c = await cache({ maxValueBytes: 1_024 });
+        await c.set('k', 'small');
+        assert.equal(await c.set('k', 'x'.repeat(2_000)), false);
+        assert.equal(await c.get('k'), undefined);
+        assert.equal(await c.getOrSet('g', () => 'x'.repeat(2_000)), 'x'.repeat(2_000));
+        assert.equal(await c.get('g'), undefined);
+        assert.equal(await c.set('k', 'x'.repeat(900)), true);
+      });
+
+      it('setMany with one value over maxValueBytes stores none, and none of the older values stays', async () => {
+        const c = await cache({ maxValueBytes: 1_024 });
+        await c.setMany([
+          { key: 'a', value: 'old a' },
+          { key: 'b', value: 'old b' },
+        ]);
+        const stored = await c.setMany([
+          { key: 'a', value: 'new a' },
+          { key: 'b', value: 'x'.repeat(2_000) },
+        ]);
+        assert.equal(stored, false);
+        assert.deepEqual(await c.getMany(['a', 'b']), [undefined, undefined]);
+      });
+
       it('keeps keys with spaces, newlines, NUL and unicode apart and intact', async () => {
         const c = await cache();
         const keys = ['a b', 'a\nb', 'a\r\nb', 'a\0b', 'ключ', '🔑', 'a*b?[c]'];
