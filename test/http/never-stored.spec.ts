@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ADAPTERS, useApps } from './support/app.js';
-import { UnstorableController } from './support/controllers.js';
+import { ItemsController, UnstorableController } from './support/controllers.js';
 import { json } from './support/http.js';
 
 // Responses that must never be stored, whatever the backend (the decision is the interceptor's):
@@ -47,6 +47,24 @@ describe.each(ADAPTERS)('on $name', (adapter) => {
       expect(calls.of(route)).toBe(2);
     },
   );
+
+  it('a response over maxValueBytes is answered in full and never stored: the handler runs for every request', async () => {
+    const { send, calls } = await start({
+      adapter,
+      controllers: [ItemsController],
+      cache: { maxValueBytes: 64 },
+    });
+    const path = `/items?padding=${'x'.repeat(200)}`;
+
+    const first = await send(path);
+    const second = await send(path);
+
+    expect(first.status).toBe(200);
+    expect(json(second)).toMatchObject({ run: 2, query: { padding: 'x'.repeat(200) } });
+    expect(second.cache).not.toBe('HIT');
+    expect(calls.of('list')).toBe(2);
+    expect(warnings.join('\n')).toMatch(/over CacheModule option "maxValueBytes" \(64\)/);
+  });
 
   it('http.statuses [200, 201] stores a 201, and the HIT replays it', async () => {
     const { send, calls } = await start({
