@@ -2,6 +2,7 @@ import { expect } from 'vitest';
 import type { CacheModuleOptions } from '../../../lib/index.js';
 import type { MemcachedServerHandle } from '../../support/memcached-server.js';
 import type { RedisServerHandle } from '../../support/redis-server.js';
+import type { SentinelSetup } from '../../support/sentinel.js';
 import { type LoadSample, runLoad, summarize, type LoadSummary } from '../../support/load.js';
 import { nothingInFlight } from './http.js';
 import type { TestApp } from './app.js';
@@ -21,6 +22,19 @@ export function faultTestCache(redis: RedisServerHandle): CacheModuleOptions {
   return {
     backend: 'redis',
     redis: { url: redis.url, commandTimeout: COMMAND_TIMEOUT_MS },
+    ...FAULT_BOUNDS,
+  };
+}
+
+/** The Redis backend through a Sentinel set-up, as fault tests run it. */
+export function sentinelFaultTestCache(setup: SentinelSetup): CacheModuleOptions {
+  return {
+    backend: 'redis',
+    redis: {
+      sentinels: [{ host: '127.0.0.1', port: setup.sentinel.port }],
+      name: setup.name,
+      commandTimeout: COMMAND_TIMEOUT_MS,
+    },
     ...FAULT_BOUNDS,
   };
 }
