@@ -24,18 +24,16 @@ describe('DiskCache shared by several processes', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  // A process that may not write the directory: another user's (nobody, 65534) when the tests run
-  // as root, who may write anywhere.
+  // A process that may not write the directory: as root (who may write anywhere), the directory
+  // is a read-only bind mount for that process alone.
   it('a directory the process may not write: a CacheConfigError naming "disk.path" at startup', async () => {
     const path = store('read-only');
-    chmodSync(dir, 0o755); // the other user may reach the directory, and read it
     mkdirSync(path);
     chmodSync(path, 0o555);
-    const uid = process.getuid?.() === 0 ? 65534 : undefined;
     const child =
-      uid === undefined
-        ? children.start(path, 'get', 'k')
-        : children.startAs(uid, path, 'get', 'k');
+      process.getuid?.() === 0
+        ? children.startReadOnly(path, path, 'get', 'k')
+        : children.start(path, 'get', 'k');
     expect(await child.exited).not.toBe(0);
     expect(child.stderr()).toMatch(/CacheConfigError.*"disk\.path".*is not writable/s);
     expect(child.lines).not.toContain('ready');

@@ -15,8 +15,11 @@ const root = new URL('../..', import.meta.url).pathname;
 export interface Children {
   /** Starts `node disk-child.js <args>`; see test/support/disk-child.ts for the commands. */
   start(...args: string[]): Child;
-  /** The same, as another user (`uid`): a process that may not write where this one may. */
-  startAs(uid: number, ...args: string[]): Child;
+  /**
+   * The same, with `dir` read-only for it: as root (who may write anywhere), through a read-only
+   * bind mount of its own (`unshare -m`), so it works wherever the repository lies.
+   */
+  startReadOnly(dir: string, ...args: string[]): Child;
   /** Removes the transpiled sources. */
   remove(): void;
 }
@@ -68,8 +71,8 @@ export async function buildChildren(): Promise<Children> {
       children.push(child);
       return child;
     },
-    startAs(uid, ...args) {
-      const child = startChild(script, args, uid);
+    startReadOnly(dir, ...args) {
+      const child = startChild(script, args, dir);
       children.push(child);
       return child;
     },
@@ -81,11 +84,14 @@ export async function buildChildren(): Promise<Children> {
   };
 }
 
-function startChild(script: string, args: string[], uid?: number): Child {
-  const process = spawn('node', [script, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    ...(uid !== undefined && { uid, gid: uid }),
-  });
+function startChild(script: string, args: string[], readOnly?: string): Child {
+  const mountReadOnly =
+    'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0" && exec node "$@"';
+  const [command, argv] =
+    readOnly === undefined
+      ? ['node', [script, ...args]]
+      : ['unshare', ['-m', 'sh', '-c', mountReadOnly, readOnly, script, ...args]];
+  const process = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   let stderr = '';
   process.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
