@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import {
   DEFAULT_GET_OR_SET_TIMEOUT,
@@ -109,6 +109,18 @@ export interface BaseCacheOptions {
    * @default 16 MiB
    */
   maxValueBytes?: number | null;
+  /**
+   * One origin call per fleet: concurrent misses of one key across every instance of the app that
+   * shares the store (getOrSet, @Cacheable, CacheInterceptor) share one run of the factory or
+   * handler, through a lease in the store (Redis: SET NX PX, released by compare-and-delete once
+   * the value is stored). The instances that lose the lease wait for the winner's entry, polling,
+   * and run the work themselves only when the lease ends without one (the run failed, or its
+   * process died: a lease lasts getOrSetTimeout at most). Stale serving works as without it.
+   * While the store fails, every instance runs the work itself (fail open). Without this option
+   * single-flight is per process. Needs a backend with leases: 'redis'.
+   * @default false
+   */
+  distributedSingleFlight?: boolean;
 }
 
 /** How an entry is written: set()'s third argument (a Ttl alone also works). */
@@ -214,6 +226,17 @@ export const storeLed = Symbol('nest-cache:store-led');
 
 /** Where a tag record lives: beside the namespace, never inside it (see tagKey()). */
 const TAG_NAMESPACE = '%t:';
+/** Where the leases of distributedSingleFlight live: beside the namespace too (see leaseKey()). */
+const LEASE_NAMESPACE = '%l:';
+/** A fleet flight's loser looks for the winner's entry after 5 ms, then twice as late, every 50 ms at most. */
+const FIRST_LEASE_POLL_MS = 5;
+const MAX_LEASE_POLL_MS = 50;
+
+/**
+ * CacheInterceptor's turn in a fleet flight; see BaseCache.fleetTurnOf. Not exported from the
+ * package.
+ */
+export const fleetTurn = Symbol('nest-cache:fleet-turn');
 
 /**
  * The cache, and its injection token: `constructor(private readonly cache: BaseCache) {}`.
@@ -230,6 +253,13 @@ export abstract class BaseCache {
   private readonly namespace: string;
   /** What every tag record of this cache starts with: the escaped prefix and '%t:'. */
   private readonly tagNamespace: string;
+  /** What every lease of this cache starts with: the escaped prefix and '%l:'. */
+  private readonly leaseNamespace: string;
+  /** Whether misses take a lease in the store first: see BaseCacheOptions.distributedSingleFlight. */
+  private readonly fleet: boolean;
+  /** Names this cache's leases (with a count), so that it releases only its own. */
+  private readonly leaseHolder = randomUUID();
+  private leasesTaken = 0;
   readonly stats: CacheStats = { hits: 0, misses: 0, stale: 0, writes: 0, deletes: 0, errors: 0 };
 
   /** The circuit breaker now: closed, open (until when) or half-open, and its thresholds. */
@@ -278,6 +308,7 @@ export abstract class BaseCache {
     this.prefix = validPrefix(options.prefix ?? DEFAULT_PREFIX);
     this.namespace = `${escapePrefix(this.prefix)}:`;
     this.tagNamespace = `${escapePrefix(this.prefix)}${TAG_NAMESPACE}`;
+    this.leaseNamespace = `${escapePrefix(this.prefix)}${LEASE_NAMESPACE}`;
     this.defaultTtlMs = ttlToMs(
       options.ttl === undefined ? DEFAULT_TTL : options.ttl,
       'CacheModule option "ttl"',
@@ -314,6 +345,7 @@ export abstract class BaseCache {
           })
         : driver,
     );
+    this.fleet = fleetOption(options.distributedSingleFlight, this.driver);
   }
 
   // ---- reads ------------------------------------------------------------------------------
@@ -397,6 +429,19 @@ export abstract class BaseCache {
     } finally {
       if (this.sharedReads.get(full) === shared) this.sharedReads.delete(full);
     }
+  }
+
+  /**
+   * See fleetTurnOf, for CacheInterceptor's flights: 'run', or the entry another instance stored
+   * (decoded, shared like a [readShared] read), or 'over'.
+   */
+  [fleetTurn](key: string, lead: Lead<unknown>): 'run' | Promise<Found | 'run' | 'over'> {
+    if (!this.fleet) return 'run';
+    // Not keyFor(): a background refresh may get here after close() (leaseOrEntry then says 'over').
+    const full = this.namespace + storedKey(key);
+    return this.leaseOrEntry(full, lead).then((turn) =>
+      typeof turn === 'string' ? turn : (this.foundOf(full, turn) ?? 'run'),
+    );
   }
 
   /** See countServed: counts what a [readShared] caller served. */
@@ -1146,6 +1191,18 @@ export abstract class BaseCache {
     lead: Lead<Buffer>,
   ): Promise<void> {
     try {
+      const turn = this.fleetTurnOf(full, lead);
+      const verdict = turn === 'run' ? turn : await turn;
+      if (verdict === 'over') return; // the flight ran out of time waiting for another instance
+      if (verdict !== 'run') {
+        // Another instance ran the factory and stored its value.
+        const { body } = verdict;
+        lead.land({
+          kind: 'value',
+          value: Buffer.from(body.buffer, body.byteOffset, body.byteLength),
+        });
+        return;
+      }
       const value = await factory();
       if (value === undefined) return; // nothing to cache: end() lands the flight empty
       const bytes = this.encode(key, value);
@@ -1155,6 +1212,52 @@ export abstract class BaseCache {
       lead.land({ kind: 'error', error });
     } finally {
       lead.end();
+    }
+  }
+
+  /**
+   * Fleet single-flight (distributedSingleFlight): whether this instance runs the work of `lead`,
+   * the flight of `full`. Without the option: 'run', at once. With it: 'run' once this instance
+   * holds the key's lease (released when the flight ends); or the fresh entry another instance
+   * stored while this one waited; or 'over' once the flight's deadline passed meanwhile.
+   */
+  private fleetTurnOf(full: string, lead: Lead<unknown>): 'run' | Promise<Entry | 'run' | 'over'> {
+    return this.fleet ? this.leaseOrEntry(full, lead) : 'run';
+  }
+
+  /**
+   * Takes the lease of `full`, or waits for the entry of the instance that holds it: looks for
+   * it after FIRST_LEASE_POLL_MS, then twice as late each time (MAX_LEASE_POLL_MS at most), and
+   * takes the lease when it has ended without one. A store that fails (or the open breaker)
+   * makes it 'run': each instance on its own, as without the option.
+   */
+  private async leaseOrEntry(full: string, lead: Lead<unknown>): Promise<Entry | 'run' | 'over'> {
+    const lease = this.leaseNamespace + full.slice(this.namespace.length);
+    this.leasesTaken += 1;
+    const token = `${this.leaseHolder}:${this.leasesTaken}`;
+    const driver = this.driver as Required<Pick<CacheDriver, 'acquireLease' | 'releaseLease'>>;
+    const leaseMs = Math.ceil(this.getOrSetTimeoutMs);
+    let over = false;
+    void lead.landing.then(() => (over = true));
+    for (let poll = 0; ; poll += 1) {
+      if (poll > 0) {
+        await sleep(Math.min(FIRST_LEASE_POLL_MS * 2 ** (poll - 1), MAX_LEASE_POLL_MS));
+        if (over || this.closing) return 'over';
+        const entry = await this.readEntry(full);
+        if (entry !== MISS && this.isFresh(entry)) return entry;
+      }
+      const taken = await this.attempt('lease', undefined, () =>
+        driver.acquireLease(lease, token, leaseMs),
+      );
+      if (taken === undefined) return 'run';
+      if (taken) {
+        // Released once the value is stored (the flight ends after its write), so that an instance
+        // waiting finds the entry before it could take the lease.
+        lead.onEnd(
+          () => void this.attempt('lease', undefined, () => driver.releaseLease(lease, token)),
+        );
+        return 'run';
+      }
     }
   }
 
@@ -1416,6 +1519,29 @@ function breakerSettings(breaker: BaseCacheOptions['breaker']): BreakerSettings 
 }
 
 const REQUIRED_DRIVER_METHODS = ['get', 'set', 'delete', 'ttl', 'close'] as const;
+
+/** distributedSingleFlight, checked against what the driver can do. */
+function fleetOption(value: unknown, driver: CacheDriver): boolean {
+  if (value === undefined || value === false) return false;
+  if (value !== true) {
+    throw new CacheConfigError(
+      messages.invalidOption(
+        'distributedSingleFlight',
+        value,
+        'Use true or false (default false).',
+      ),
+    );
+  }
+  if (typeof driver.acquireLease !== 'function' || typeof driver.releaseLease !== 'function') {
+    throw new CacheConfigError(messages.noLeases(driver.name));
+  }
+  return true;
+}
+
+/** A pause that never keeps the process alive. */
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
 
 function validDriver(driver: unknown): CacheDriver {
   const has = (method: string) =>

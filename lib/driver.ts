@@ -86,6 +86,15 @@ export interface CacheDriver {
    * a store that cannot list keys: move to a new namespace generation). Required without `scan`.
    */
   clear?(prefixes: string[], step: Step): MaybePromise<void>;
+
+  /**
+   * Takes the lease `key` for `ttlMs` unless another holder has it (Redis: SET NX PX), storing
+   * `token`; resolves whether it was taken. With releaseLease, what the `distributedSingleFlight`
+   * option needs: a store every instance of the app shares.
+   */
+  acquireLease?(key: string, token: string, ttlMs: number): MaybePromise<boolean>;
+  /** Removes the lease `key` if it still holds `token` (compare-and-delete), atomically. */
+  releaseLease?(key: string, token: string): MaybePromise<void>;
 }
 
 /** Whether a driver answered with a promise (or any thenable) rather than the result itself. */

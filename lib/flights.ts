@@ -45,6 +45,8 @@ export interface Lead<V> extends Flight<V> {
    * land() and end() (while its value is being written, say), and ends by itself at its deadline.
    */
   end(): void;
+  /** Runs `callback` once the flight has ended (at once when it has): what a lease waits on to be released. */
+  onEnd(callback: () => void): void;
 }
 
 const EMPTY: Landing<never> = { kind: 'empty' };
@@ -105,6 +107,7 @@ export class Flights<V> {
     let settle!: (landing: Landing<V>) => void;
     let landed = false;
     let ended = false;
+    let onEnded: (() => void)[] | undefined;
     const landing = new Promise<Landing<V>>((resolve) => (settle = resolve));
     const lead: Lead<V> & { mayStore: boolean } = {
       landing,
@@ -124,6 +127,11 @@ export class Flights<V> {
         lead.land(EMPTY); // a flight ended without landing has nothing to share
         if (!followed) this.unfollowed.delete(lead);
         else if (this.inFlight.get(key) === lead) this.inFlight.delete(key);
+        if (onEnded) for (const callback of onEnded.splice(0)) callback();
+      },
+      onEnd: (callback) => {
+        if (ended) callback();
+        else (onEnded ??= []).push(callback);
       },
     };
     const deadline = setTimeout(() => {

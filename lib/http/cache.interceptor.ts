@@ -18,7 +18,14 @@ import {
 import { RouteParamtypes } from '@nestjs/common/enums/route-paramtypes.enum.js';
 import { ApplicationConfig, HttpAdapterHost, ModuleRef, Reflector } from '@nestjs/core';
 import { catchError, mergeMap, type Observable, of, tap, throwError } from 'rxjs';
-import { BaseCache, countServed, readShared, storeLed, type SetOptions } from '../base-cache.js';
+import {
+  BaseCache,
+  countServed,
+  fleetTurn,
+  readShared,
+  storeLed,
+  type SetOptions,
+} from '../base-cache.js';
 import type { CacheModuleOptions } from '../cache-module.options.js';
 import {
   CACHE_KEY_METADATA,
@@ -35,7 +42,13 @@ import {
 import { CACHE_MODULE_OPTIONS, getCacheOptionsToken, getCacheToken } from '../cache.tokens.js';
 import { CacheConfigError } from '../errors.js';
 import { staleFor } from '../entry.js';
-import { type Flights, landingWithin, type Lead } from '../flights.js';
+import {
+  type Flights,
+  type Landing,
+  landingWithin,
+  type Lead,
+  type SoftTimeout,
+} from '../flights.js';
 import { MAX_RECORDED_BODY_BYTES } from '../cache.constants.js';
 import { messages, reasonOf } from '../messages.js';
 import { ttlToMs, type Ttl } from '../ttl.js';
@@ -250,13 +263,25 @@ export class CacheInterceptor implements NestInterceptor {
       if (lead && fallback && policy.softTimeoutMs > 0) {
         return this.runWithin(context, request, response, key, tags, next, lead, fallback);
       }
-      if (lead) return this.run(context, key, vary, next, lead, fallback);
-      const flight = this.flights.get(key);
-      if (!flight) break;
-      const landing =
-        fallback && policy.softTimeoutMs > 0
-          ? await landingWithin(flight.landing, policy.softTimeoutMs)
-          : await flight.landing;
+      let landing: Landing<CachedResponse> | SoftTimeout;
+      if (lead) {
+        // With distributedSingleFlight, another instance may be running the handler already.
+        const turn = this.cache[fleetTurn](key, lead);
+        const verdict = turn === 'run' ? turn : await turn;
+        if (verdict === 'run') return this.run(context, key, vary, next, lead, fallback);
+        // Its entry, for whoever followed this flight too; or the flight ran out of time waiting.
+        if (verdict !== 'over')
+          lead.land({ kind: 'value', value: verdict.value as CachedResponse });
+        lead.end();
+        landing = await lead.landing;
+      } else {
+        const flight = this.flights.get(key);
+        if (!flight) break;
+        landing =
+          fallback && policy.softTimeoutMs > 0
+            ? await landingWithin(flight.landing, policy.softTimeoutMs)
+            : await flight.landing;
+      }
       if (landing.kind === 'value') {
         const body = this.bodyOf(context, landing.value, vary);
         if (body !== NOT_REPLAYABLE) {
@@ -360,10 +385,21 @@ export class CacheInterceptor implements NestInterceptor {
       });
     // Started once this request's stale response is on its way, so that nothing the run does to
     // the response (a passthrough header, a cookie) reaches it; stopped at the flight's deadline.
-    const timer = setImmediate(() => {
+    const start = () => {
       const subscription = run();
       void lead.landing.then((landing) => {
         if (landing.kind === 'timeout') subscription.unsubscribe();
+      });
+    };
+    const timer = setImmediate(() => {
+      // With distributedSingleFlight, another instance may be refreshing the entry already.
+      const turn = this.cache[fleetTurn](key, lead);
+      if (turn === 'run') return start();
+      void turn.then((verdict) => {
+        if (verdict === 'run') return start();
+        if (verdict !== 'over')
+          lead.land({ kind: 'value', value: verdict.value as CachedResponse });
+        lead.end();
       });
     });
     void lead.landing.then(() => clearImmediate(timer));

@@ -43,6 +43,10 @@ elseif ttl >= 0 then
 end
 return 0`;
 
+/** Compare-and-delete: removes the lease KEYS[1] only while it holds the token ARGV[1]. */
+const RELEASE_LEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
 /**
  * A tag record holds ARGV[1], the time of its latest invalidation, and lives ARGV[2] ms from now at
  * least: created when missing (a write in progress may still carry the tag), its expiry only
@@ -212,6 +216,16 @@ export class RedisDriver implements CacheDriver {
     await Promise.all(
       keys.map((key) => this.client.eval(INVALIDATE_TAG, 1, key, String(at), keepMs)),
     );
+  }
+
+  /** SET NX PX: the lease of distributedSingleFlight, taken unless another instance holds it. */
+  async acquireLease(key: string, token: string, ttlMs: number): Promise<boolean> {
+    return (await this.client.set(key, token, 'PX', ttlMs, 'NX')) === 'OK';
+  }
+
+  /** Deletes the lease only while it holds `token`: one that expired and was taken since stays. */
+  async releaseLease(key: string, token: string): Promise<void> {
+    await this.client.eval(RELEASE_LEASE, 1, key, token);
   }
 
   /**
