@@ -1,7 +1,25 @@
+import { Controller, Get, UseInterceptors } from '@nestjs/common';
 import { describe, expect, it } from 'vitest';
+import { CacheInterceptor, CacheStale, CacheTTL } from '../../lib/index.js';
 import { ADAPTERS, usePrivateRedis, useApps, COMMAND_TIMEOUT_MS } from './support/app.js';
-import { ItemsController } from './support/controllers.js';
-import { json } from './support/http.js';
+import { HandlerCalls, ItemsController } from './support/controllers.js';
+import { json, pollUntil, sleep } from './support/http.js';
+
+/** A route served stale while it is refreshed in the background. */
+@Controller('news')
+@UseInterceptors(CacheInterceptor)
+class NewsController {
+  constructor(private readonly calls: HandlerCalls) {}
+
+  @Get()
+  @CacheTTL(10)
+  @CacheStale({ staleWhileRevalidate: '1m' })
+  async latest() {
+    const run = this.calls.ran('news');
+    await sleep(50);
+    return { run };
+  }
+}
 
 // distributedSingleFlight through CacheInterceptor: the instances of one app (Nest apps of their
 // own, each with its own Redis client, sharing the prefix as a fleet does) answer a burst of
@@ -14,6 +32,8 @@ let fleets = 0;
 
 describe.each(ADAPTERS)('on $name with the redis backend', (adapter) => {
   const start = useApps();
+  /** The fleet's shared clock (a test moves it on): entries are judged fresh or stale by it. */
+  let now = Date.now();
   const fleet = async (distributedSingleFlight: boolean) => {
     fleets += 1;
     const prefix = `http-fleet-${process.pid}-${fleets}`;
@@ -21,11 +41,12 @@ describe.each(ADAPTERS)('on $name with the redis backend', (adapter) => {
       Array.from({ length: INSTANCES }, () =>
         start({
           adapter,
-          controllers: [ItemsController],
+          controllers: [ItemsController, NewsController],
           cache: {
             backend: 'redis',
             prefix,
             distributedSingleFlight,
+            clock: { now: () => now },
             redis: { url: redis.server.url, commandTimeout: COMMAND_TIMEOUT_MS },
           },
         }),
@@ -45,6 +66,31 @@ describe.each(ADAPTERS)('on $name with the redis backend', (adapter) => {
     // One MISS (the request that ran it); the rest replayed it, in its instance or another.
     expect(replies.filter((reply) => reply.cache === 'MISS')).toHaveLength(1);
     for (const app of apps) expect(app.cache.inFlight()).toEqual({ reads: 0, flights: 0 });
+  });
+
+  it('a stale entry is served at once by every instance while one background run refreshes it for the whole fleet', async () => {
+    const apps = await fleet(true);
+    expect((await apps[0].send('/news')).cache).toBe('MISS');
+    // The write lands after the response is sent; then the entry goes stale on the fleet's clock.
+    await pollUntil(
+      'the entry stored',
+      async () => (await apps[1].send('/news')).cache === 'HIT',
+      2_000,
+    );
+    now += 11_000;
+    const replies = await Promise.all(
+      apps.flatMap((app) => Array.from({ length: BURST / 4 }, () => app.send('/news'))),
+    );
+    // Served at once: STALE, or a HIT of the refreshed entry once it landed; never a MISS.
+    expect(replies.filter((reply) => reply.cache !== 'STALE' && reply.cache !== 'HIT')).toEqual([]);
+    expect(replies.filter((reply) => reply.cache === 'STALE').length).toBeGreaterThan(0);
+    await pollUntil(
+      'the refreshed entry',
+      async () => json(await apps[2].send('/news')).run === 2,
+      2_000,
+    );
+    // The first run, and one refresh between the four instances.
+    expect(apps.reduce((sum, app) => sum + app.calls.of('news'), 0)).toBe(2);
   });
 
   it('without the option each instance runs the handler once', async () => {
