@@ -1228,7 +1228,8 @@ export abstract class BaseCache {
   /**
    * Takes the lease of `full`, or waits for the entry of the instance that holds it: looks for
    * it after FIRST_LEASE_POLL_MS, then twice as late each time (MAX_LEASE_POLL_MS at most), and
-   * takes the lease when it has ended without one. A store that fails (or the open breaker)
+   * takes the lease when it has ended without one. Once taken, the entry is read once more: a
+   * winner may have stored it and released its lease since this instance last looked. A store that fails (or the open breaker)
    * makes it 'run': each instance on its own, as without the option.
    */
   private async leaseOrEntry(full: string, lead: Lead<unknown>): Promise<Entry | 'run' | 'over'> {
@@ -1251,11 +1252,19 @@ export abstract class BaseCache {
       );
       if (taken === undefined) return 'run';
       if (taken) {
+        const release = () =>
+          void this.attempt('lease', undefined, () => driver.releaseLease(lease, token));
+        // The winner before this one stores its entry, then releases its lease: read after taking
+        // the lease (not joining a read sent before), the entry shows if it was stored meanwhile.
+        this.forget([full]);
+        const entry = await this.readEntry(full);
+        if (entry !== MISS && this.isFresh(entry)) {
+          release();
+          return entry;
+        }
         // Released once the value is stored (the flight ends after its write), so that an instance
         // waiting finds the entry before it could take the lease.
-        lead.onEnd(
-          () => void this.attempt('lease', undefined, () => driver.releaseLease(lease, token)),
-        );
+        lead.onEnd(release);
         return 'run';
       }
     }
