@@ -17,6 +17,13 @@ export interface ServerSetup {
   backend?: Backend;
   /** Worker processes sharing the port (node:cluster), as PM2 runs an app; absent: one process. */
   workers?: number;
+  /**
+   * The cache's key prefix (nest-cache's `prefix`, Keyv's `namespace`): servers given the same one
+   * share their entries, as the instances of one app do. Absent: one of its own, from its pid.
+   */
+  prefix?: string;
+  /** nest-cache's `distributedSingleFlight` option (Redis only); absent: off. */
+  distributedSingleFlight?: boolean;
 }
 
 export const ADAPTERS: Adapter[] = ['fastify', 'express'];
@@ -53,8 +60,9 @@ export const routes = {
 
 export function setupName(setup: ServerSetup): string {
   const workers = setup.workers ? `, ${setup.workers} workers` : '';
+  const distributed = setup.distributedSingleFlight ? ', distributedSingleFlight' : '';
   return setup.backend
-    ? `${setup.adapter} ${LIBRARY_LABELS[setup.library]} ${setup.backend}${workers}`
+    ? `${setup.adapter} ${LIBRARY_LABELS[setup.library]} ${setup.backend}${workers}${distributed}`
     : `${setup.adapter} ${LIBRARY_LABELS[setup.library]}`;
 }
 

@@ -11,8 +11,6 @@ import 'reflect-metadata';
 import cluster, { type Worker } from 'node:cluster';
 import { createServer } from 'node:net';
 import { NestFactory } from '@nestjs/core';
-import { ExpressAdapter } from '@nestjs/platform-express';
-import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { benchModule, type BenchStats, localStats, useStatsSource } from './apps.js';
 import { type ServerSetup, setupName } from './fixtures.js';
 
@@ -25,8 +23,12 @@ type Message =
   | { type: 'stats'; id: number; stats: BenchStats };
 
 async function serve(port: number): Promise<number> {
-  const adapter = setup.adapter === 'fastify' ? new FastifyAdapter() : new ExpressAdapter();
-  const app = await NestFactory.create(benchModule(setup, process.env.REDIS_URL), adapter, {
+  // Only the adapter this server uses is imported: the other one would add to every start.
+  const adapter =
+    setup.adapter === 'fastify'
+      ? new (await import('@nestjs/platform-fastify')).FastifyAdapter()
+      : new (await import('@nestjs/platform-express')).ExpressAdapter();
+  const app = await NestFactory.create(await benchModule(setup, process.env.REDIS_URL), adapter, {
     logger: ['error', 'warn'],
   });
   await app.listen(port, '127.0.0.1');

@@ -61,6 +61,25 @@ export interface ColdSeries {
   samples: ColdSample[];
 }
 
+/** One fleet burst: the same concurrent cold requests sent to every instance of a fleet at once. */
+export interface FleetSample extends ColdSample {
+  /** Handler runs of each instance; originCalls is their sum. */
+  originCallsPerInstance: number[];
+}
+
+/** Instances of one setup, separate processes sharing one Redis prefix, as one app's fleet. */
+export interface FleetSeries {
+  adapter: Adapter;
+  library: Library;
+  backend: Backend;
+  /** nest-cache's distributedSingleFlight option. */
+  distributedSingleFlight: boolean;
+  instances: number;
+  /** Concurrent requests sent to each instance per burst. */
+  requestsPerInstance: number;
+  samples: FleetSample[];
+}
+
 export interface OutageResult {
   mode: 'frozen (SIGSTOP)' | 'killed (SIGKILL)';
   adapter: Adapter;
@@ -96,6 +115,7 @@ export interface Results {
   store: StoreReport;
   backends: BackendsReport;
   cold: ColdSeries[];
+  fleet: FleetSeries[];
   outage: OutageResult[];
   targets: Target[];
 }
@@ -273,7 +293,26 @@ export function evaluateTargets(results: Omit<Results, 'targets'>): Target[] {
       met: calls <= goal,
     });
   }
+  // With distributedSingleFlight, the instances of a fleet share one run of the handler.
+  for (const series of results.fleet.filter((fleet) => fleet.distributedSingleFlight)) {
+    const calls = Math.max(...series.samples.map((sample) => sample.originCalls));
+    targets.push({
+      name: `${series.adapter}: fleet burst, ${fleetLabel(series)}: origin calls for ${series.instances} instances x ${series.requestsPerInstance} concurrent cold requests (worst run)`,
+      measured: calls,
+      goal: 1,
+      unit: 'calls',
+      atMost: true,
+      met: calls <= 1,
+    });
+  }
   return targets;
+}
+
+/** How a fleet's setup is named in the tables. */
+export function fleetLabel(series: FleetSeries): string {
+  const setup = `${LIBRARY_LABELS[series.library]} ${series.backend === 'redis' ? 'Redis' : series.backend}`;
+  if (series.distributedSingleFlight) return `${setup} with distributedSingleFlight`;
+  return series.library === 'nest-cache' ? `${setup}, single-flight per process` : setup;
 }
 
 export const MEMORY_CEILING = 'lru-cache (sync, no copy)';
@@ -439,6 +478,37 @@ export function markdown(results: Results): string {
         LIBRARY_LABELS[series.library],
         series.workers ? `${series.backend}, ${series.workers} workers` : series.backend,
         `${median(series.samples.map((s) => s.originCalls))} / ${Math.max(...series.samples.map((s) => s.originCalls))}`,
+        ms(median(series.samples.map((s) => s.p99Ms))),
+        `${Math.max(...series.samples.map((s) => s.failed))}`,
+        `${Math.max(...series.samples.map((s) => s.hung))}`,
+      ]),
+    ),
+  );
+
+  lines.push('');
+  lines.push('## Fleet burst');
+  lines.push('');
+  const first = results.fleet[0];
+  lines.push(
+    `${first?.instances ?? 0} instances of each setup (server processes of their own, one port each, sharing one Redis prefix, as the instances of one app do) get ${first?.requestsPerInstance ?? 0} concurrent GETs each, all at once, of one uncached route (its handler takes ${settings.coldOriginMs} ms), each on a new connection; a new key each run. Origin calls = handler runs summed over the instances, one figure per run; p99 over every request of the burst.`,
+  );
+  lines.push('');
+  lines.push(
+    table(
+      [
+        'adapter',
+        'setup',
+        'instances x requests',
+        'origin calls per burst (each run)',
+        'p99 ms',
+        'failed',
+        'hung',
+      ],
+      results.fleet.map((series) => [
+        series.adapter,
+        fleetLabel(series),
+        `${series.instances} x ${series.requestsPerInstance}`,
+        series.samples.map((s) => s.originCalls).join(', '),
         ms(median(series.samples.map((s) => s.p99Ms))),
         `${Math.max(...series.samples.map((s) => s.failed))}`,
         `${Math.max(...series.samples.map((s) => s.hung))}`,

@@ -2,8 +2,8 @@
  * `npm run bench`: nest-cache against @nestjs/cache-manager, side by side in one run, on Express
  * and Fastify, memory and Redis. See bench/README.md.
  *
- *   npm run bench                  the full run (about 10 minutes), results in bench/results/
- *   npm run bench -- --smoke       a short run (under a minute) for CI, results in a temp folder
+ *   npm run bench                  the full run (about 15 minutes), results in bench/results/
+ *   npm run bench -- --smoke       a short run (under 2 minutes) for CI, results in a temp folder
  *   BENCH_SMOKE=1 npm run bench    the same
  *   --out DIR                      where to write results.md, results.json, hit-throughput.svg
  *   BENCH_LOAD=autocannon          use autocannon even when wrk is installed
@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { startMemcachedServer } from '../test/support/memcached-server.js';
 import { startRedisServer, type RedisServerHandle } from '../test/support/redis-server.js';
 import {
+  type Adapter,
   ADAPTERS,
   BACKENDS,
   bodies,
@@ -30,13 +31,16 @@ import {
   DISK_WORKERS,
   routes,
   type ServerSetup,
+  setupName,
 } from './fixtures.js';
 import { loadGenerator, type LoadGenerator } from './load.js';
-import { burst, get, serverStats } from './probes.js';
+import { burst, type BurstResult, get, serverStats } from './probes.js';
 import { killOnExit, onCore, pinSelf, type Server, startServer } from './processes.js';
 import {
   type ColdSeries,
   evaluateTargets,
+  type FleetSample,
+  type FleetSeries,
   type HttpSeries,
   type OutageResult,
   percentile,
@@ -51,6 +55,10 @@ const SERVER_CORE = 1;
 const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 const STORE_SCRIPT = fileURLToPath(new URL('./store-ops.js', import.meta.url));
 const BACKENDS_SCRIPT = fileURLToPath(new URL('./store-backends.js', import.meta.url));
+/** The client timeout of each request of the cold and fleet bursts: no response by then is hung. */
+const BURST_TIMEOUT_MS = 10_000;
+/** The adapters of the fleet bursts. */
+const FLEET_ADAPTERS: Adapter[] = ['fastify'];
 
 interface Settings {
   rounds: number;
@@ -62,6 +70,9 @@ interface Settings {
   coldRounds: number;
   coldRequests: number;
   coldOriginMs: number;
+  /** Server processes per fleet, and concurrent cold requests to each per fleet burst. */
+  fleetInstances: number;
+  fleetRequests: number;
   outageRequests: number;
   outageTimeoutMs: number;
   store: StoreSettings;
@@ -75,6 +86,8 @@ const FULL: Settings = {
   coldRounds: 3,
   coldRequests: 200,
   coldOriginMs: COLD_ORIGIN_MS,
+  fleetInstances: 4,
+  fleetRequests: 200,
   outageRequests: 100,
   outageTimeoutMs: 3_000,
   store: { rounds: 4, memoryMs: 300, redisMs: 600, redisCallers: 100 },
@@ -157,6 +170,11 @@ async function main(): Promise<void> {
     log(`Cold bursts of ${settings.coldRequests} requests...`);
     const cold = await coldBursts(servers, settings);
 
+    log(
+      `Fleet bursts: ${settings.fleetInstances} instances x ${settings.fleetRequests} cold requests...`,
+    );
+    const fleet = await fleetBursts(redis.url, settings);
+
     log('Redis outage...');
     const outage = await redisOutage(servers, redis, settings);
 
@@ -170,6 +188,7 @@ async function main(): Promise<void> {
       store,
       backends,
       cold,
+      fleet,
       outage,
     };
     const results: Results = { ...partial, targets: evaluateTargets(partial) };
@@ -308,7 +327,7 @@ async function coldBursts(servers: Server[], settings: Settings): Promise<ColdSe
       const result = await burst(
         `${server.url}${routes.cold(`${Date.now()}-${round}`)}`,
         settings.coldRequests,
-        10_000,
+        BURST_TIMEOUT_MS,
       );
       const after = await serverStats(server.url);
       series[i]!.samples.push({
@@ -321,6 +340,115 @@ async function coldBursts(servers: Server[], settings: Settings): Promise<ColdSe
     }
   }
   return series;
+}
+
+/** The instances of one app: server processes of one setup, sharing its prefix. */
+interface Fleet {
+  setup: ServerSetup;
+  instances: Server[];
+}
+
+/**
+ * Per adapter: nest-cache on Redis with distributedSingleFlight, the same without it, and
+ * @nestjs/cache-manager on Redis. Each fleet has a prefix of its own, which its instances share.
+ */
+function fleetSetups(): ServerSetup[] {
+  return FLEET_ADAPTERS.flatMap((adapter): ServerSetup[] => [
+    { adapter, library: 'nest-cache', backend: 'redis', distributedSingleFlight: true },
+    { adapter, library: 'nest-cache', backend: 'redis' },
+    { adapter, library: 'incumbent', backend: 'redis' },
+  ]).map((setup) => ({ ...setup, prefix: `fleet-${setupName(setup).replace(/[^\w-]+/g, '-')}` }));
+}
+
+/**
+ * The same concurrent cold requests to every instance of each fleet at once: how often does the
+ * handler run across the fleet? The fleets take turns within each round, as the cold bursts do.
+ * Their servers run for this phase only (so the outage phase leaves them out), on the server core.
+ */
+async function fleetBursts(redisUrl: string, settings: Settings): Promise<FleetSeries[]> {
+  const started: Server[] = [];
+  try {
+    const fleets: Fleet[] = [];
+    for (const setup of fleetSetups()) {
+      fleets.push({ setup, instances: await startFleet(setup, settings, redisUrl, started) });
+    }
+    // As a measured load run follows a warm-up run: the fresh processes' first burst is unmeasured.
+    if (settings.warmupSeconds > 0) {
+      for (const fleet of fleets) await fleetBurst(fleet, 'warm-up', settings);
+    }
+    const series = fleets.map(({ setup }): FleetSeries => ({
+      adapter: setup.adapter,
+      library: setup.library,
+      backend: setup.backend!,
+      distributedSingleFlight: setup.distributedSingleFlight ?? false,
+      instances: settings.fleetInstances,
+      requestsPerInstance: settings.fleetRequests,
+      samples: [],
+    }));
+    for (let round = 1; round <= settings.coldRounds; round++) {
+      for (const [i, fleet] of fleets.entries()) {
+        const sample = await fleetBurst(fleet, `${Date.now()}-${round}`, settings);
+        series[i]!.samples.push(sample);
+        if (sample.failed > 0 || sample.hung > 0) {
+          log(
+            `  warning: ${setupName(fleet.setup)} fleet: ${sample.failed} failed, ${sample.hung} hung`,
+          );
+        }
+      }
+    }
+    return series;
+  } finally {
+    await Promise.all(started.map((server) => server.stop()));
+  }
+}
+
+/** Starts the instances of one fleet together; each one started is added to `started`. */
+async function startFleet(
+  setup: ServerSetup,
+  settings: Settings,
+  redisUrl: string,
+  started: Server[],
+): Promise<Server[]> {
+  const outcomes = await Promise.allSettled(
+    Array.from({ length: settings.fleetInstances }, () =>
+      startServer(setup, SERVER_CORE, redisUrl),
+    ),
+  );
+  const instances: Server[] = [];
+  for (const outcome of outcomes) {
+    if (outcome.status === 'fulfilled') instances.push(outcome.value);
+  }
+  started.push(...instances);
+  const failed = outcomes.find((outcome) => outcome.status === 'rejected');
+  if (failed) throw failed.reason;
+  return instances;
+}
+
+/** One new cold URL, `fleetRequests` concurrent GETs of it to each instance, all at once. */
+async function fleetBurst(fleet: Fleet, round: string, settings: Settings): Promise<FleetSample> {
+  const path = routes.cold(`fleet-${round}`);
+  const stats = () => Promise.all(fleet.instances.map((server) => serverStats(server.url)));
+  const before = await stats();
+  const results = await Promise.all(
+    fleet.instances.map((server) =>
+      burst(`${server.url}${path}`, settings.fleetRequests, BURST_TIMEOUT_MS),
+    ),
+  );
+  const after = await stats();
+  const perInstance = after.map((stat, i) => stat.originCalls - before[i]!.originCalls);
+  const total = (count: (result: BurstResult) => number) =>
+    results.reduce((sum, result) => sum + count(result), 0);
+  return {
+    originCalls: perInstance.reduce((sum, calls) => sum + calls, 0),
+    originCallsPerInstance: perInstance,
+    ok: total((result) => result.ok),
+    failed: total((result) => result.failed),
+    hung: total((result) => result.hung),
+    p99Ms: percentile(
+      results.flatMap((result) => result.latencies),
+      99,
+    ),
+  };
 }
 
 /**
