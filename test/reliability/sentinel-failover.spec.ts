@@ -3,29 +3,38 @@ import { ADAPTERS, useApps } from '../http/support/app.js';
 import { ItemsController } from '../http/support/controllers.js';
 import {
   CONNECTIONS,
-  expectRecovered,
   HOT_PATH,
-  report,
   sentinelFaultTestCache,
   underLoad,
 } from '../http/support/faults.js';
 import { sleep } from '../http/support/http.js';
-import { useSentinelSetup } from '../support/sentinel.js';
+import { clientCount } from '../support/redis-server.js';
+import { type SentinelSetup, useSentinelSetup } from '../support/sentinel.js';
+import { closeAndReport, figuresTable, watch } from './support/figures.js';
 
 // A Sentinel failover the way production meets it: `redis: { sentinels, name }`, 50 connections
 // through CacheInterceptor (half on one cached URL), the master killed 1.5 s in; the Sentinel
-// promotes the replica and the client follows it. No request may fail meanwhile.
+// promotes the replica and the client follows it. No request may fail meanwhile, no rejection go
+// unhandled, and once the app is closed the promoted replica and the Sentinel have the client
+// connections they had before it started (the master's died with it).
 const FAULT_AT_MS = 1_500;
 const LOAD_MS = 9_000;
 /** A failover takes the Sentinel's down-after (500 ms) and an election: a few seconds at most. */
 const FAILOVER_WITHIN_MS = 6_000;
 
+const table = figuresTable('Sentinel failover (test/reliability/sentinel-failover.spec.ts)');
+const sentinelConnections = (setup: SentinelSetup) => async () => ({
+  replica: await clientCount(setup.replica.port),
+  sentinel: await clientCount(setup.sentinel.port),
+});
+
 describe.each(ADAPTERS)('on $name, Redis behind a Sentinel', (adapter) => {
   const start = useApps();
   const sentinel = useSentinelSetup();
 
-  it(`the master killed under ${CONNECTIONS} connections: every request is answered, the client follows the promoted replica, and HITs resume within seconds`, async () => {
+  it(`the master killed under ${CONNECTIONS} connections: every request is answered, the client follows the promoted replica, HITs resume within seconds, no rejection goes unhandled, and app.close() leaves no connection`, async () => {
     const { setup } = sentinel;
+    const watching = await watch(sentinelConnections(setup));
     const app = await start({
       adapter,
       controllers: [ItemsController],
@@ -47,7 +56,12 @@ describe.each(ADAPTERS)('on $name, Redis behind a Sentinel', (adapter) => {
       return { faultAt, backAt: sinceStart() };
     });
 
-    report(`${adapter.name}, Sentinel failover (master killed)`, run);
-    await expectRecovered(app, run);
+    await closeAndReport(
+      table,
+      `${adapter.name}, Sentinel failover (master killed)`,
+      app,
+      run,
+      watching,
+    );
   }, 30_000);
 });

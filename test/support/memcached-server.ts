@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
@@ -123,4 +124,29 @@ function saslConfig({ username, password }: { username: string; password: string
     );
   }
   return dir;
+}
+
+/**
+ * The client connections of the memcached on `port` now: `stats` curr_connections, less the
+ * connection that asks. That one is ended by `quit` and this
+ * resolves once memcached has closed it, so counts taken one after the other never see each other.
+ */
+export function connectionCount(port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ port, host: '127.0.0.1' });
+    let reply = '';
+    socket.setTimeout(2_000, () => {
+      socket.destroy();
+      reject(new Error(`memcached on port ${port} did not answer "stats" within 2 s`));
+    });
+    socket.once('error', reject);
+    socket.once('connect', () => socket.write('stats\r\nquit\r\n'));
+    socket.on('data', (chunk) => (reply += chunk.toString()));
+    socket.once('close', () => {
+      const connections = /^STAT curr_connections (\d+)\r$/m.exec(reply)?.[1];
+      if (connections === undefined)
+        reject(new Error(`memcached on port ${port} answered "stats" with: ${reply}`));
+      else resolve(Number(connections) - 1);
+    });
+  });
 }

@@ -151,3 +151,51 @@ function command(port: number, line: string): Promise<string> {
     });
   });
 }
+
+/** The name of the connections clientCount() counts on, so that no count includes another. */
+const COUNTING_CLIENT = 'nest-cache-client-count';
+
+/**
+ * The client connections of the redis-server (or Sentinel) on `port` now, from CLIENT LIST: every
+ * connection but the links of replication (a replica's, or a replica's to its master), those a
+ * Sentinel keeps to the servers it watches (named sentinel-<id>-cmd and -pubsub: they come and go
+ * on a failover) and those that count (this one, and any earlier one the server has not let go of
+ * yet: each names itself first).
+ */
+export function clientCount(port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ port, host: '127.0.0.1' });
+    let reply = '';
+    socket.setTimeout(2_000, () => {
+      socket.destroy();
+      reject(new Error(`redis-server on port ${port} did not answer CLIENT LIST within 2 s`));
+    });
+    socket.once('error', reject);
+    socket.once('connect', () =>
+      socket.write(`CLIENT SETNAME ${COUNTING_CLIENT}\r\nCLIENT LIST\r\n`),
+    );
+    socket.on('data', (chunk) => {
+      reply += chunk.toString();
+      // +OK, then the list as one bulk string: $<length>, the lines, CRLF.
+      const list = /^\+OK\r\n\$(\d+)\r\n/.exec(reply);
+      if (!list) {
+        if (reply.startsWith('-') && reply.includes('\r\n')) {
+          socket.destroy();
+          reject(new Error(`redis-server on port ${port} refused to count: ${reply.trim()}`));
+        }
+        return;
+      }
+      const body = reply.slice(list[0].length);
+      if (Buffer.byteLength(body) < Number(list[1])) return;
+      socket.destroy();
+      resolve(
+        body
+          .split('\n')
+          .filter((line) => line.startsWith('id='))
+          .filter((line) => !line.includes(` name=${COUNTING_CLIENT} `))
+          .filter((line) => !/ name=sentinel-\S*-(cmd|pubsub) /.test(line))
+          .filter((line) => !/ flags=\S*[SM]/.test(line)).length,
+      );
+    });
+  });
+}

@@ -108,6 +108,37 @@ export interface FaultRun {
   duringFault: LoadSummary;
   /** ms from the end of the fault (Redis answering again) to the first HIT of the hot URL sent after it. */
   hitsAfterMs: number;
+  /** What the run showed once its app was closed, when that was watched (report() prints it). */
+  afterClose?: AfterClose;
+}
+
+/** Client connections of each server an app used ('redis', 'sentinel'), counting ones left out. */
+export type Connections = Record<string, number>;
+
+/** What a scenario shows once its app is closed. */
+export interface AfterClose {
+  /** Unhandled rejections from before the app started until it was closed. */
+  unhandledRejections: number;
+  /** Their reasons, for the message of a failed test. */
+  rejections?: string[];
+  /**
+   * Before the app started, while it was open (just before app.close()), and after app.close()
+   * (once back to before, or at a deadline).
+   */
+  connections: { before: Connections; whileOpen?: Connections; after: Connections };
+}
+
+/** One scenario's figures: a line of its log, a row of its file's table. */
+export interface Figures {
+  scenario: string;
+  /** Requests sent, and those not answered 200. */
+  sent: number;
+  failed: number;
+  /** The latencies of the requests sent during the fault. */
+  duringFault: { requests: number; p99Ms: number; maxMs: number };
+  /** ms from the end of the fault to the first HIT of the hot URL. */
+  hitsAfterMs: number;
+  afterClose?: AfterClose;
 }
 
 /**
@@ -148,14 +179,63 @@ export async function underLoad(
   };
 }
 
-/** One line of figures per run, for the log (and the notes of whoever changes this code). */
-export function report(what: string, run: FaultRun): void {
+/** A run's figures, for report() and a table of a file's scenarios. */
+export function figuresOf(what: string, run: FaultRun): Figures {
   const { summary, duringFault } = run;
+  return {
+    scenario: what,
+    sent: summary.requests,
+    failed: summary.requests - summary.ok,
+    duringFault: {
+      requests: duringFault.requests,
+      p99Ms: duringFault.p99Ms,
+      maxMs: duringFault.maxMs,
+    },
+    hitsAfterMs: run.hitsAfterMs,
+    ...(run.afterClose && { afterClose: run.afterClose }),
+  };
+}
+
+/**
+ * Connections as "0 → 1 → 0" (before, while open, after close), or by server:
+ * "replica 0 → 1 → 0, sentinel 0 → 0 → 0".
+ */
+export function formatConnections(connections: AfterClose['connections']): string {
+  const { before, whileOpen, after } = connections;
+  const servers = [...new Set([...Object.keys(before), ...Object.keys(after)])];
+  const one = (server: string) =>
+    [before, ...(whileOpen ? [whileOpen] : []), after]
+      .map((counts) => counts[server] ?? '?')
+      .join(' → ');
+  return servers.length === 1
+    ? one(servers[0]!)
+    : servers.map((server) => `${server} ${one(server)}`).join(', ');
+}
+
+/** "430 ms", or "none" when the hot URL was no HIT again. */
+export function formatMs(ms: number): string {
+  return Number.isFinite(ms) ? `${ms} ms` : 'none';
+}
+
+/** Prints a scenario's figures on one line. */
+export function reportFigures(figures: Figures): Figures {
+  const { duringFault, afterClose } = figures;
   console.log(
-    `${what}: ${summary.ok}/${summary.requests} answered, max ${summary.maxMs} ms; ` +
+    `${figures.scenario}: ${figures.sent} sent, ${figures.failed} failed; ` +
       `during the fault ${duringFault.requests} requests, p99 ${duringFault.p99Ms} ms, ` +
-      `max ${duringFault.maxMs} ms; HITs ${run.hitsAfterMs} ms after the backend was back`,
+      `max ${duringFault.maxMs} ms; ` +
+      `HITs ${formatMs(figures.hitsAfterMs)} after the backend was back` +
+      (afterClose
+        ? `; ${afterClose.unhandledRejections} unhandled rejections; ` +
+          `connections ${formatConnections(afterClose.connections)} (before, open, closed)`
+        : ''),
   );
+  return figures;
+}
+
+/** One line of figures per run, for the log (and the notes of whoever changes this code). */
+export function report(what: string, run: FaultRun): Figures {
+  return reportFigures(figuresOf(what, run));
 }
 
 /** What every fault run must show: every request answered in time, HITs back, nothing in flight. */

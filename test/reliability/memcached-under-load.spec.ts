@@ -1,21 +1,26 @@
 import { describe, it } from 'vitest';
-import type { MemcachedServerHandle } from '../support/memcached-server.js';
-import { ADAPTERS, useApps, usePrivateMemcached } from './support/app.js';
-import { ItemsController } from './support/controllers.js';
+import { ADAPTERS, useApps, usePrivateMemcached } from '../http/support/app.js';
+import { ItemsController } from '../http/support/controllers.js';
 import {
   CONNECTIONS,
-  expectRecovered,
   HOT_PATH,
   memcachedFaultTestCache,
-  report,
   underLoad,
-} from './support/faults.js';
-import { sleep } from './support/http.js';
+} from '../http/support/faults.js';
+import { sleep } from '../http/support/http.js';
+import { connectionCount, type MemcachedServerHandle } from '../support/memcached-server.js';
+import { closeAndReport, figuresTable, watch } from './support/figures.js';
 
-// Memcached faults as the Redis ones are tested (faults-under-load.spec.ts): under a load of 50
+// Memcached faults as the Redis ones are tested (redis-under-load.spec.ts): under a load of 50
 // connections, half on one cached URL and half on 200 others, responses already cached; the fault
-// lasts 2 s, starting 1.5 s into a 7.5 s load.
+// lasts 2 s, starting 1.5 s into a 7.5 s load. Every scenario also counts the unhandled rejections
+// until its app is closed, and memcached's connections before the app started and after it was
+// closed.
 const memcached = usePrivateMemcached();
+const table = figuresTable('memcached under load (test/reliability/memcached-under-load.spec.ts)');
+const memcachedConnections = async () => ({
+  memcached: await connectionCount(memcached.server.port),
+});
 
 const FAULT_AT_MS = 1_500;
 const FAULT_FOR_MS = 2_000;
@@ -42,8 +47,9 @@ describe.each(ADAPTERS)('on $name with the memcached backend', (adapter) => {
   const start = useApps();
 
   it.each(FAULTS)(
-    `memcached $name under ${CONNECTIONS} connections: every request is answered within the bound, HITs resume within seconds, nothing stays in flight`,
+    `memcached $name under ${CONNECTIONS} connections: every request is answered within the bound, HITs resume within seconds, nothing stays in flight, no rejection goes unhandled, and app.close() leaves no connection`,
     async (fault) => {
+      const watching = await watch(memcachedConnections);
       const app = await start({
         adapter,
         controllers: [ItemsController],
@@ -60,8 +66,7 @@ describe.each(ADAPTERS)('on $name with the memcached backend', (adapter) => {
         return { faultAt, backAt: sinceStart() };
       });
 
-      report(`${adapter.name}, memcached ${fault.name}`, run);
-      await expectRecovered(app, run);
+      await closeAndReport(table, `${adapter.name}, memcached ${fault.name}`, app, run, watching);
     },
     30_000,
   );
