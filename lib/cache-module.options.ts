@@ -39,7 +39,8 @@ export interface CacheModuleOptions extends BaseCacheOptions {
   memory?: MemoryCacheOptions;
   /**
    * Connection of the redis backend: `{ url }`, ioredis options (host, port, db, username,
-   * password, tls...), or `{ client }`: an ioredis client you own, which the module never closes.
+   * password, tls, sentinels...), `{ cluster: { nodes: [{ host, port }] } }` for a Redis Cluster,
+   * or `{ client }`: an ioredis client (or Cluster client) you own, which the module never closes.
    * @default { url: 'redis://127.0.0.1:6379' }
    */
   redis?: RedisCacheOptions;

@@ -45,7 +45,11 @@ export { KeyvDriver } from './stores/keyv.cache.js';
 export type { Flight, Flights, Landing, Lead } from './flights.js';
 export { systemClock, type Clock } from './clock.js';
 export { MemoryCache, type MemoryCacheOptions } from './stores/memory.cache.js';
-export { RedisCache, type RedisCacheOptions } from './stores/redis.cache.js';
+export {
+  RedisCache,
+  type RedisCacheOptions,
+  type RedisClusterOptions,
+} from './stores/redis.cache.js';
 export {
   MemcachedCache,
   type MemcachedCacheOptions,

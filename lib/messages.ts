@@ -107,6 +107,48 @@ export const messages = {
   adoptedCommandTimeoutOverOperationTimeout: (commandMs: number, operationMs: number) =>
     `The ioredis client given as CacheModule option "redis.client" has commandTimeout ${commandMs} ms, not below "operationTimeout" (${operationMs} ms): the cache gives up on commands the client still waits for, and a write it gave up on can still land later. Create the client with a lower commandTimeout, or raise operationTimeout.`,
 
+  redisClusterOptions: (value: unknown) =>
+    `Invalid CacheModule option "redis.cluster": ${describe(value)}. Use { nodes: [{ host, port }] } (and username, password, tls for every node if they need them).`,
+
+  redisClusterNodes: (where: string, value: unknown) =>
+    `Invalid CacheModule option "${where}": ${describe(value)}. Use a non-empty list of { host, port } (a host name or address, a port from 1 to 65535): nodes of the cluster to start from; one is enough, the client asks it for the others.`,
+
+  redisClusterString: (option: string, value: unknown) =>
+    `Invalid CacheModule option "redis.cluster.${option}": ${describe(value)}. Use a string; it is sent to every node of the cluster.`,
+
+  redisClusterTls: (value: unknown) =>
+    `Invalid CacheModule option "redis.cluster.tls": ${describe(value)}. Use tls.connect() options, applied to every node ({} for TLS with the system's CAs).`,
+
+  redisClusterNatMap: (value: unknown) =>
+    `Invalid CacheModule option "redis.cluster.natMap": ${describe(value)}. Use an object from the address a node announces ('10.0.0.5:6379') to the { host, port } to reach it at, or a function doing the same (ioredis' natMap).`,
+
+  redisClusterMilliseconds: (option: string, value: unknown, fallback: number) =>
+    `Invalid CacheModule option "redis.cluster.${option}": ${describe(value)}. Use a positive whole number of milliseconds (default ${fallback}).`,
+
+  redisClusterKeyPrefix: () =>
+    `Invalid CacheModule option "redis.cluster.keyPrefix": use the CacheModule option "prefix" instead: clear() must know the namespace it deletes.`,
+
+  redisClusterBeside: (keys: readonly string[]) =>
+    `Unknown CacheModule option${keys.length > 1 ? 's' : ''} ${keys.map((key) => `"redis.${key}"`).join(', ')} beside "redis.cluster": with a cluster, "redis" takes cluster, commandTimeout and connectTimeout. Options of the nodes (username, password, tls) go inside "redis.cluster", which applies them to every node.`,
+
+  redisClusterNodeUnreachable: (node: string, reason: string) =>
+    `RedisCache cannot use the Redis Cluster node ${node} (${reason}); the keys of its slots fail open (reads are misses, writes are dropped) until it answers again or its slots move to another node, and the client keeps looking for it by itself. Check that the node is up and reachable at the address it announces (CLUSTER NODES; "redis.cluster.natMap" maps it otherwise).`,
+
+  redisClusterClientUnbounded: (operationMs: number) =>
+    `The ioredis Cluster client given as CacheModule option "redis.client" keeps an offline queue or has no commandTimeout on its nodes, so its commands can wait while a node is down: the cache gives up on each after operationTimeout (${operationMs} ms), but a write it gave up on can still land later. Create it with new Cluster(nodes, { enableOfflineQueue: false, redisOptions: { commandTimeout: 500, maxRetriesPerRequest: 0 } }), or pass "redis.cluster" and let RedisCache configure its own client.`,
+
+  redisClusterAutoPipelining: () =>
+    `The ioredis Cluster client given as CacheModule option "redis.client" has enableAutoPipelining: while a slot is being migrated, ioredis hands the ASK and MOVED redirections of an automatic pipeline to the caller instead of following them, so the cache's reads of that slot are misses and its writes are dropped until the migration ends. Create it with enableAutoPipelining: false (RedisCache batches its reads per hash slot itself).`,
+
+  redisClusterReplicaReads: (scaleReads: string) =>
+    `The ioredis Cluster client given as CacheModule option "redis.client" reads from replicas (scaleReads: ${scaleReads}): a replica lags behind its master, so a read can still find an entry just deleted, or miss the record of a tag just invalidated, and serve stale data. Create it with scaleReads: 'master' (the default).`,
+
+  redisClusterPartialWrite: (stored: number, slots: number, reason: string) =>
+    `only the entries of ${stored} of their ${slots} hash slots were stored (each slot in one MULTI), the others were not: ${reason}`,
+
+  redisClusterMovedDuringWalk: (walks: number) =>
+    `the cluster's slots moved (a resharding or a failover) during each of ${walks} walks of its masters, so keys that moved meanwhile may have been missed; call it again once the cluster is stable`,
+
   invalidPattern: (pattern: unknown, problem: string) =>
     `Invalid deleteByPattern() pattern ${describe(pattern)}: it ${problem}. A pattern is a glob matched against your keys: * any run of characters, ? one character, [abc] or [a-z] one of a set, [^abc] one not in it, \\ escapes the next character; e.g. 'user:*'.`,
 

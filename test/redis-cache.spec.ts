@@ -158,7 +158,7 @@ describe('RedisCache on a Redis (REDIS_URL, or a private redis-server)', () => {
     // MONITOR shows what reached Redis from our cache's own connection.
     const monitor = await monitored.monitor();
     opened.push({ close: async () => monitor.disconnect() });
-    const ours = `127.0.0.1:${cache.client.stream.localPort}`;
+    const ours = `127.0.0.1:${(cache.client as Redis).stream.localPort}`;
     const commands: string[][] = [];
     monitor.on('monitor', (_time: string, args: string[], source: string) => {
       if (source === ours) commands.push(args);

@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { BaseCache, type BaseCacheOptions } from '../base-cache.js';
 import { SCAN_BATCH } from '../cache.constants.js';
 import type { CacheDriver, DriverEntry, Step } from '../driver.js';
@@ -9,6 +9,14 @@ import { escapeGlob } from '../glob.js';
 import { messages, reasonOf } from '../messages.js';
 import { noop, settleWithin } from '../settle-within.js';
 import { ReadBatch } from './read-batch.js';
+import { asBuffer, SlotCommands } from './redis-cluster.js';
+import {
+  adoptedClusterWarnings,
+  isBoundedCluster,
+  isClusterClient,
+  nodeOptionsOf,
+} from './redis-cluster-connection.js';
+import { SlotReadBatch } from './redis-slots.js';
 import {
   DISCONNECT_TIMEOUT_MS,
   planConnection,
@@ -17,6 +25,8 @@ import {
 } from './redis.connection.js';
 
 export { loadIoredis, type RedisCacheOptions, type RedisTuning } from './redis.connection.js';
+export type { RedisClusterOptions } from './redis-cluster-connection.js';
+export { hashSlot } from './redis-slots.js';
 
 /** How long close() waits for QUIT to be answered before dropping the connection. */
 const QUIT_WAIT_MS = 500;
@@ -67,18 +77,32 @@ return 0`;
  * (down at boot, killed, frozen): nothing waits in an offline queue, so a write reported as
  * failed is not replayed later, and the client reconnects by itself forever. A client you pass
  * keeps your settings.
+ *
+ * On a Redis Cluster (`redis.cluster`, or a Cluster client) every multi-key command is sent per
+ * hash slot (see SlotCommands): concurrent gets make one MGET per slot, each slot's read settling
+ * its own callers; setMany one MULTI per slot, so all-or-nothing holds per slot, not across
+ * slots; deletes one UNLINK per slot; clear() and deleteByPattern() SCAN every master. MOVED and
+ * ASK redirections (a resharding, a failover) are followed, not failures.
  */
 export class RedisDriver implements CacheDriver {
   readonly name = 'redis';
-  /** The ioredis client: the one the driver opened, or the one you passed as `redis.client`. */
-  readonly client: Redis;
+  /**
+   * The ioredis client: the one the driver opened (a Cluster for `redis.cluster`), or the one you
+   * passed as `redis.client`.
+   */
+  readonly client: Redis | Cluster;
   private readonly logger = new Logger('RedisCache');
-  /** Concurrent gets go out as one MGET; see ReadBatch. */
-  private readonly reads = new ReadBatch<Buffer | null>((keys) => this.readMany(keys));
+  /** Concurrent gets go out as one MGET (one per hash slot on a Cluster); see ReadBatch. */
+  private readonly reads: Pick<ReadBatch<Buffer | null>, 'read' | 'flush'>;
+  /** The per-slot commands, on a Redis Cluster. */
+  private readonly slots: SlotCommands | undefined;
   /** Cleared for good when the server refuses MGET; see readMany(). */
   private multiKeyReads = true;
   private readonly onError = (error: unknown) => {
     this.context.warn(messages.redisUnreachable(this.connection.target, this.reasonOf(error)));
+  };
+  private readonly onNodeError = (error: unknown, node: unknown) => {
+    this.context.warn(messages.redisClusterNodeUnreachable(String(node), this.reasonOf(error)));
   };
 
   constructor(
@@ -96,11 +120,26 @@ export class RedisDriver implements CacheDriver {
       );
     }
     // Opened only now that the cache options are valid, so a bad option never leaks a connection.
-    this.client = connection.open();
+    const client = connection.open();
+    this.client = client;
     this.client.on('error', this.onError);
-    if (!connection.owned && !isBounded(this.client)) {
+    if (isClusterClient(client)) {
+      this.slots = new SlotCommands(client);
+      this.reads = new SlotReadBatch(this.slots.readSlot);
+      client.on('node error', this.onNodeError);
+    } else {
+      this.slots = undefined;
+      this.reads = new ReadBatch<Buffer | null>((keys) => this.readMany(keys));
+    }
+    if (connection.owned) return;
+    if (isClusterClient(client)) {
+      for (const warning of adoptedClusterWarnings(client, operationTimeoutMs)) {
+        this.logger.warn(warning);
+      }
+    } else if (!isBounded(client)) {
       this.logger.warn(messages.redisClientUnbounded(operationTimeoutMs));
-    } else if (outlasts) {
+    }
+    if (outlasts && isBounded(client)) {
       this.logger.warn(
         messages.adoptedCommandTimeoutOverOperationTimeout(commandTimeoutMs!, operationTimeoutMs),
       );
@@ -112,14 +151,17 @@ export class RedisDriver implements CacheDriver {
    * once), at most about connectTimeout, so the first calls after boot don't fail needlessly.
    */
   async firstAttempt(): Promise<void> {
-    const { status, options } = this.client;
+    const { status } = this.client;
     if (status !== 'connecting' && status !== 'connect') return;
+    const { connectTimeout } = isClusterClient(this.client)
+      ? nodeOptionsOf(this.client)
+      : this.client.options;
     let settle = noop;
     const settled = new Promise<void>((resolve) => (settle = resolve));
     const events = ['ready', 'error', 'close', 'end'] as const;
     for (const event of events) this.client.once(event, settle);
     try {
-      await settleWithin(settled, Math.min(options.connectTimeout ?? 1_000, MAX_FIRST_ATTEMPT_MS));
+      await settleWithin(settled, Math.min(connectTimeout ?? 1_000, MAX_FIRST_ATTEMPT_MS));
     } finally {
       for (const event of events) this.client.off(event, settle);
     }
@@ -138,13 +180,23 @@ export class RedisDriver implements CacheDriver {
 
   async getMany(keys: string[]): Promise<(Buffer | null)[]> {
     if (keys.length === 0) return [];
-    return this.readMany(keys);
+    return this.slots ? this.slots.getMany(keys) : this.readMany(keys);
   }
 
-  /** One MULTI: every entry is stored, or none. */
+  /**
+   * One MULTI: every entry is stored, or none. On a Redis Cluster, one MULTI per hash slot: all or
+   * none of each slot's entries are stored, and it rejects when those of a slot were not, the
+   * entries of the other slots stored or not (BaseCache then resolves false). While a slot is
+   * being migrated its entries are written one SET each (Redis refuses a transaction of several
+   * keys then: TRYAGAIN).
+   */
   async setMany(entries: DriverEntry[]): Promise<boolean> {
     if (entries.length === 0) return true;
     this.reads.flush();
+    if (this.slots) {
+      await this.slots.setMany(entries);
+      return true;
+    }
     const multi = this.client.multi();
     for (const { key, bytes, ttlMs } of entries) {
       if (ttlMs === null) multi.set(key, asBuffer(bytes));
@@ -157,10 +209,11 @@ export class RedisDriver implements CacheDriver {
     return true;
   }
 
+  /** UNLINK (one per hash slot on a Cluster). */
   async delete(keys: string[]): Promise<number> {
     if (keys.length === 0) return 0;
     this.reads.flush();
-    return this.client.unlink(keys);
+    return this.slots ? this.slots.delete(keys) : this.client.unlink(keys);
   }
 
   async ttl(key: string): Promise<number | null | undefined> {
@@ -169,10 +222,17 @@ export class RedisDriver implements CacheDriver {
     return ms === -1 ? null : ms;
   }
 
-  /** SCAN with MATCH: never KEYS (it blocks Redis). */
+  /**
+   * SCAN with MATCH: never KEYS (it blocks Redis). On a Cluster, SCAN of every master, walked
+   * again when the slots moved meanwhile (see SlotCommands.scan).
+   */
   async *scan(prefix: string, pattern: string | undefined, step: Step): AsyncIterable<string[]> {
     this.reads.flush();
     const match = `${escapeGlob(prefix)}${pattern ?? '*'}`;
+    if (this.slots) {
+      yield* this.slots.scan(match, step);
+      return;
+    }
     let cursor = '0';
     do {
       const [next, keys] = await step(
@@ -237,6 +297,7 @@ export class RedisDriver implements CacheDriver {
     this.reads.flush();
     if (this.connection.owned) await shutDown(this.client);
     this.client.off('error', this.onError);
+    this.client.off('node error', this.onNodeError);
   }
 
   /**
@@ -287,8 +348,11 @@ export class RedisCache extends BaseCache {
 
   private readonly redis: RedisDriver;
 
-  /** The ioredis client: the one RedisCache opened, or the one you passed as `redis.client`. */
-  get client(): Redis {
+  /**
+   * The ioredis client: the one RedisCache opened (a Cluster for `redis.cluster`), or the one you
+   * passed as `redis.client`.
+   */
+  get client(): Redis | Cluster {
     return this.redis.client;
   }
 
@@ -299,7 +363,7 @@ export class RedisCache extends BaseCache {
   }
 }
 
-async function shutDown(client: Redis): Promise<void> {
+async function shutDown(client: Redis | Cluster): Promise<void> {
   if (client.status === 'end') return;
   let onEnd = noop;
   const ended = new Promise<void>((resolve) => (onEnd = resolve));
@@ -313,18 +377,14 @@ async function shutDown(client: Redis): Promise<void> {
     // disconnect() also clears a pending reconnect timer. ioredis then destroys the socket after
     // DISCONNECT_TIMEOUT_MS if the server never closes its side (frozen); while reconnecting no
     // 'end' comes at all and its destroy timer runs out the same way. Waiting that long at most
-    // leaves neither socket nor timer behind.
+    // leaves neither socket nor timer behind. (A Cluster does the same on each node's connection.)
+    // A Cluster between two attempts to reach its nodes holds no connection, and never says 'end'.
+    const idle = isClusterClient(client) && client.nodes().length === 0;
     client.disconnect();
-    await settleWithin(ended, DISCONNECT_TIMEOUT_MS + 100);
+    if (!idle) await settleWithin(ended, DISCONNECT_TIMEOUT_MS + 100);
   } finally {
     client.off('end', onEnd);
   }
-}
-
-function asBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.isBuffer(bytes)
-    ? bytes
-    : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /**
@@ -338,7 +398,8 @@ function refusesMultiKeyReads(error: unknown): boolean {
   );
 }
 
-function isBounded(client: Redis): boolean {
+function isBounded(client: Redis | Cluster): boolean {
+  if (isClusterClient(client)) return isBoundedCluster(client);
   const { enableOfflineQueue, commandTimeout } = client.options;
   return enableOfflineQueue === false && typeof commandTimeout === 'number';
 }

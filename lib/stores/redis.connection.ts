@@ -1,7 +1,14 @@
-import type { Redis, RedisOptions } from 'ioredis';
+import type { Cluster, ClusterNode, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import { CacheConfigError } from '../errors.js';
 import { describe, messages } from '../messages.js';
 import { MAX_TIMER_MS } from '../ttl.js';
+import {
+  BESIDE_CLUSTER,
+  isClusterClient,
+  nodeOptionsOf,
+  planCluster,
+  type RedisClusterOptions,
+} from './redis-cluster-connection.js';
 
 /** Bounds on waiting for Redis; RedisCache applies them to the client it creates. */
 export interface RedisTuning {
@@ -34,28 +41,32 @@ export type ManagedRedisOption =
  * Where the redis backend connects:
  * - `{ url }`: `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS;
  * - ioredis connection options (host, port, db, username, password, tls, sentinels...);
- * - `{ client }`: an ioredis client you own. RedisCache uses it as it is (its options are
- *   yours) and never closes it.
+ * - `{ cluster: { nodes: [{ host, port }] } }`: a Redis Cluster (see RedisClusterOptions), with
+ *   the same `commandTimeout` and `connectTimeout` beside `cluster`;
+ * - `{ client }`: an ioredis client you own, a `Redis` or a `Cluster`. RedisCache uses it as it
+ *   is (its options are yours) and never closes it.
  * @default { url: 'redis://127.0.0.1:6379' }
  */
 export type RedisCacheOptions =
   | ({ url: string } & RedisTuning)
   | (Omit<RedisOptions, ManagedRedisOption | keyof RedisTuning> & RedisTuning)
-  | { client: Redis };
+  | ({ cluster: RedisClusterOptions } & RedisTuning)
+  | { client: Redis | Cluster };
 
 type RedisConstructor = new (...args: (RedisOptions | string)[]) => Redis;
+type ClusterConstructor = new (nodes: ClusterNode[], options: ClusterOptions) => Cluster;
 
 /** A client to use: one RedisCache opens (and closes), or the user's own. */
 export interface RedisConnection {
   /** Creates the client; called once, after the cache options were validated. */
-  open(): Redis;
+  open(): Redis | Cluster;
   /** Whether RedisCache created the client, and so closes it. */
   owned: boolean;
-  /** host:port (or socket path, or sentinel group) for messages; never credentials. */
+  /** host:port (or socket path, sentinel group, cluster nodes) for messages; never credentials. */
   target: string;
   /** Secrets to scrub from any reason that reaches a log. */
   secrets: string[];
-  /** The client's command timeout in ms, when it has one. */
+  /** The client's command timeout in ms (its nodes', for a Cluster), when it has one. */
   commandTimeoutMs: number | undefined;
 }
 
@@ -75,20 +86,34 @@ export const DISCONNECT_TIMEOUT_MS = 1_000;
 export async function loadIoredis(
   importer: () => Promise<unknown> = () => import('ioredis'),
 ): Promise<RedisConstructor> {
-  let loaded: unknown;
+  const module = await importIoredis(importer);
+  // ioredis is CommonJS: depending on the loader, the class is the namespace's Redis or its default.
+  const Redis =
+    module.Redis ?? (module.default as { Redis?: unknown } | undefined)?.Redis ?? module.default;
+  if (typeof Redis !== 'function') throw new CacheConfigError(messages.ioredisMissing());
+  return Redis as RedisConstructor;
+}
+
+/** loadIoredis, for ioredis' Cluster client class. */
+export async function loadIoredisCluster(
+  importer: () => Promise<unknown> = () => import('ioredis'),
+): Promise<ClusterConstructor> {
+  const module = await importIoredis(importer);
+  const Cluster = module.Cluster ?? (module.default as { Cluster?: unknown } | undefined)?.Cluster;
+  if (typeof Cluster !== 'function') throw new CacheConfigError(messages.ioredisMissing());
+  return Cluster as ClusterConstructor;
+}
+
+async function importIoredis(
+  importer: () => Promise<unknown>,
+): Promise<{ Redis?: unknown; Cluster?: unknown; default?: unknown }> {
   try {
-    loaded = await importer();
+    return (await importer()) as { Redis?: unknown; Cluster?: unknown; default?: unknown };
   } catch (error) {
     if (isIoredisMissing(error))
       throw new CacheConfigError(messages.ioredisMissing(), { cause: error });
     throw error;
   }
-  // ioredis is CommonJS: depending on the loader, the class is the namespace's Redis or its default.
-  const module = loaded as { Redis?: unknown; default?: { Redis?: unknown } | unknown };
-  const Redis =
-    module.Redis ?? (module.default as { Redis?: unknown } | undefined)?.Redis ?? module.default;
-  if (typeof Redis !== 'function') throw new CacheConfigError(messages.ioredisMissing());
-  return Redis as RedisConstructor;
 }
 
 /** Validates options.redis and plans the client, loading ioredis only when RedisCache creates one. */
@@ -108,6 +133,21 @@ export async function planConnection(
   if ('client' in redis) return adopt(redis.client);
 
   const tuning = failFast(redis as RedisTuning);
+  if ('cluster' in redis) {
+    const beside = Object.keys(redis).filter(
+      (key) => !(BESIDE_CLUSTER as readonly string[]).includes(key),
+    );
+    if (beside.length > 0) throw new CacheConfigError(messages.redisClusterBeside(beside));
+    const plan = planCluster(redis.cluster, tuning);
+    const Cluster = await loadIoredisCluster();
+    return {
+      open: () => new Cluster(plan.nodes, plan.options),
+      owned: true,
+      target: plan.target,
+      secrets: plan.secrets,
+      commandTimeoutMs: tuning.commandTimeout,
+    };
+  }
   if ('url' in redis) {
     const url = validUrl(redis.url);
     const parsed = new URL(url);
@@ -198,20 +238,15 @@ function adopt(client: unknown): RedisConnection {
       messages.invalidOption(
         'redis.client',
         client,
-        'Pass an ioredis client: new Redis(...) from the ioredis package.',
+        'Pass an ioredis client: new Redis(...) or new Cluster(...) from the ioredis package.',
       ),
     );
   }
-  if (candidate.isCluster) {
-    throw new CacheConfigError(
-      messages.invalidOption(
-        'redis.client',
-        'a Redis Cluster client',
-        'Redis Cluster is not supported yet: pass a client of a standalone or Sentinel-managed Redis.',
-      ),
-    );
-  }
-  const options = candidate.options ?? {};
+  const cluster = isClusterClient(candidate);
+  // A Cluster copies the keyPrefix of its redisOptions to its own options.
+  const options: RedisOptions = cluster
+    ? { ...nodeOptionsOf(candidate), keyPrefix: candidate.options.keyPrefix }
+    : (candidate.options ?? {});
   if (options.keyPrefix) {
     throw new CacheConfigError(
       messages.invalidOption(
@@ -222,9 +257,9 @@ function adopt(client: unknown): RedisConnection {
     );
   }
   return {
-    open: () => client as Redis,
+    open: () => client as Redis | Cluster,
     owned: false,
-    target: targetOf(options),
+    target: cluster ? 'the Redis Cluster of "redis.client"' : targetOf(options),
     secrets: [options.password, options.sentinelPassword].filter((s): s is string => Boolean(s)),
     commandTimeoutMs: options.commandTimeout,
   };
