@@ -3,15 +3,11 @@ import type { CacheModuleOptions } from '../../lib/index.js';
 import { hashSlot } from '../../lib/stores/redis.cache.js';
 import { ADAPTERS, COMMAND_TIMEOUT_MS, useApps, type TestApp } from '../http/support/app.js';
 import { ItemsController } from '../http/support/controllers.js';
-import {
-  CONNECTIONS,
-  expectRecovered,
-  HOT_PATH,
-  report,
-  underLoad,
-} from '../http/support/faults.js';
+import { CONNECTIONS, HOT_PATH, underLoad } from '../http/support/faults.js';
 import { sleep } from '../http/support/http.js';
 import { type RedisClusterHandle, useRedisCluster } from '../support/redis-cluster.js';
+import { clientCount } from '../support/redis-server.js';
+import { closeAndReport, figuresTable, watch } from './support/figures.js';
 
 // Redis Cluster faults the way production meets them: 50 connections through CacheInterceptor,
 // half on one cached URL (a hot key), on a cluster of three masters without replicas. A short
@@ -21,6 +17,16 @@ const cluster = useRedisCluster({ masters: 3, nodeTimeoutMs: 500 });
 const FAULT_AT_MS = 1_500;
 const DOWN_FOR_MS = 2_000;
 const LOAD_MS = 8_000;
+
+const table = figuresTable('Redis Cluster (test/reliability/cluster-faults.spec.ts)');
+/** The client connections of every master, as the other reliability files count them. */
+const clusterConnections = async () => {
+  const counts: Record<string, number> = {};
+  for (const [i, node] of cluster.cluster.nodes.entries()) {
+    counts[`master ${i + 1}`] = await clientCount(node.port);
+  }
+  return counts;
+};
 
 /** The Redis Cluster backend with the bounds of the other fault tests (see faultTestCache). */
 function clusterFaultTestCache(redis: RedisClusterHandle): CacheModuleOptions {
@@ -49,6 +55,7 @@ describe.each(ADAPTERS)('on $name, Redis Cluster of three masters', (adapter) =>
 
   const warmApp = async () => {
     await cluster.cluster.settled();
+    const watching = await watch(clusterConnections);
     const app = await start({
       adapter,
       controllers: [ItemsController],
@@ -56,11 +63,11 @@ describe.each(ADAPTERS)('on $name, Redis Cluster of three masters', (adapter) =>
     });
     await app.send(HOT_PATH);
     expect((await app.send(HOT_PATH)).cache).toBe('HIT');
-    return app;
+    return { app, watching };
   };
 
   it(`the master holding the hot URL killed (SIGKILL) under ${CONNECTIONS} connections, restarted 2 s later: every request is answered (its slots fail open, the others' keep hitting), and HITs resume once it rejoined`, async () => {
-    const app = await warmApp();
+    const { app, watching } = await warmApp();
     const { node } = await hotEntry(app);
     const master = cluster.cluster.nodes[node]!;
     let down = { from: 0, to: 0 };
@@ -76,8 +83,13 @@ describe.each(ADAPTERS)('on $name, Redis Cluster of three masters', (adapter) =>
       return { faultAt, backAt: down.to };
     });
 
-    report(`${adapter.name}, Redis Cluster master killed, restarted`, run);
-    await expectRecovered(app, run);
+    await closeAndReport(
+      table,
+      `${adapter.name}, Redis Cluster master killed, restarted`,
+      app,
+      run,
+      watching,
+    );
     // The other masters kept serving their slots meanwhile: the URLs stored there were HITs.
     const hitsWhileDown = run.samples.filter(
       (sample) => sample.cache === 'HIT' && sample.at >= down.from && sample.at < down.to,
@@ -87,7 +99,7 @@ describe.each(ADAPTERS)('on $name, Redis Cluster of three masters', (adapter) =>
   }, 40_000);
 
   it(`the hot URL's slot migrated to another master under ${CONNECTIONS} connections (half of its keys moved, 1.5 s, then the rest): every request is answered, no cache call fails, HITs go on`, async () => {
-    const app = await warmApp();
+    const { app, watching } = await warmApp();
     const { key, node } = await hotEntry(app);
     const slot = hashSlot(key);
     const to = (node + 1) % cluster.cluster.nodes.length;
@@ -99,8 +111,13 @@ describe.each(ADAPTERS)('on $name, Redis Cluster of three masters', (adapter) =>
       return { faultAt, backAt: sinceStart() };
     });
 
-    report(`${adapter.name}, Redis Cluster slot of the hot URL migrated`, run);
-    await expectRecovered(app, run);
+    await closeAndReport(
+      table,
+      `${adapter.name}, Redis Cluster slot of the hot URL migrated`,
+      app,
+      run,
+      watching,
+    );
     expect(await cluster.cluster.ownerOf(slot)).toBe(to);
     expect(app.cache.stats.errors, 'cache calls that failed open').toBe(0);
     // The hot URL was served from the cache during the migration too.

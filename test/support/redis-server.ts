@@ -159,8 +159,9 @@ const COUNTING_CLIENT = 'nest-cache-client-count';
  * The client connections of the redis-server (or Sentinel) on `port` now, from CLIENT LIST: every
  * connection but the links of replication (a replica's, or a replica's to its master), those a
  * Sentinel keeps to the servers it watches (named sentinel-<id>-cmd and -pubsub: they come and go
- * on a failover) and those that count (this one, and any earlier one the server has not let go of
- * yet: each names itself first).
+ * on a failover), those another Redis Cluster node opened to move keys here (MIGRATE keeps them
+ * for 10 s; their last command is RESTORE-ASKING) and those that count (this one, and any earlier
+ * one the server has not let go of yet: each names itself first).
  */
 export function clientCount(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -194,6 +195,7 @@ export function clientCount(port: number): Promise<number> {
           .filter((line) => line.startsWith('id='))
           .filter((line) => !line.includes(` name=${COUNTING_CLIENT} `))
           .filter((line) => !/ name=sentinel-\S*-(cmd|pubsub) /.test(line))
+          .filter((line) => !/ cmd=restore(-asking)? /.test(line))
           .filter((line) => !/ flags=\S*[SM]/.test(line)).length,
       );
     });
