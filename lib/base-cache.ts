@@ -52,7 +52,7 @@ import {
   type Serializer,
   withoutLoneSurrogates,
 } from './serializer.js';
-import { noop, withDeadline } from './settle-within.js';
+import { noop, settleWithin, withDeadline } from './settle-within.js';
 import { MAX_TIMER_MS, timeoutToMs, ttlToMs, type Ttl } from './ttl.js';
 
 export type { MaybePromise, Step } from './driver.js';
@@ -231,6 +231,13 @@ const LEASE_NAMESPACE = '%l:';
 /** A fleet flight's loser looks for the winner's entry after 5 ms, then twice as late, every 50 ms at most. */
 const FIRST_LEASE_POLL_MS = 5;
 const MAX_LEASE_POLL_MS = 50;
+/**
+ * A lease lasts a third of getOrSetTimeout, renewed three times as often while its flight runs: a
+ * holder that died holds the key back that long at most, and the instances waiting still have
+ * two thirds of their own flight's time to run the work themselves.
+ */
+const LEASE_SHARE = 3;
+const LEASE_RENEWALS = 3;
 
 /**
  * CacheInterceptor's turn in a fleet flight; see BaseCache.fleetTurnOf. Not exported from the
@@ -260,6 +267,10 @@ export abstract class BaseCache {
   /** Names this cache's leases (with a count), so that it releases only its own. */
   private readonly leaseHolder = randomUUID();
   private leasesTaken = 0;
+  /** How long a lease lasts unless renewed: a third of getOrSetTimeout (see leaseOrEntry). */
+  private readonly leaseMs: number;
+  /** The leases this cache holds now (key to token), released by close() too. */
+  private readonly heldLeases = new Map<string, string>();
   readonly stats: CacheStats = { hits: 0, misses: 0, stale: 0, writes: 0, deletes: 0, errors: 0 };
 
   /** The circuit breaker now: closed, open (until when) or half-open, and its thresholds. */
@@ -324,6 +335,8 @@ export abstract class BaseCache {
       DEFAULT_OPERATION_TIMEOUT,
     );
     this.maxValueBytes = validMaxValueBytes(options.maxValueBytes);
+    // Checked before the driver opens anything, so that a bad value never leaks a connection.
+    const fleet = validFleet(options.distributedSingleFlight);
     this.serializer = options.serializer ?? defaultSerializer;
     this.clock = validClock(options.clock ?? systemClock);
     this.logger = new Logger(this.constructor.name);
@@ -345,7 +358,8 @@ export abstract class BaseCache {
           })
         : driver,
     );
-    this.fleet = fleetOption(options.distributedSingleFlight, this.driver);
+    this.leaseMs = Math.max(1, Math.ceil(this.getOrSetTimeoutMs / LEASE_SHARE));
+    this.fleet = fleetOption(fleet, this.driver);
   }
 
   // ---- reads ------------------------------------------------------------------------------
@@ -437,11 +451,8 @@ export abstract class BaseCache {
    */
   [fleetTurn](key: string, lead: Lead<unknown>): 'run' | Promise<Found | 'run' | 'over'> {
     if (!this.fleet) return 'run';
-    // Not keyFor(): a background refresh may get here after close() (leaseOrEntry then says 'over').
-    const full = this.namespace + storedKey(key);
-    return this.leaseOrEntry(full, lead).then((turn) =>
-      typeof turn === 'string' ? turn : (this.foundOf(full, turn) ?? 'run'),
-    );
+    // Not keyFor(): a background refresh may get here after close() (leaseOrEntry then says 'run').
+    return this.leaseOrEntry(this.namespace + storedKey(key), lead);
   }
 
   /** See countServed: counts what a [readShared] caller served. */
@@ -797,7 +808,7 @@ export abstract class BaseCache {
         // second for a frozen server's socket), so close() waits at least MIN_CLOSE_WAIT_MS.
         const ms = Math.max(this.operationTimeoutMs, MIN_CLOSE_WAIT_MS);
         await withDeadline(
-          Promise.resolve(this.driver.close()),
+          this.releaseHeldLeases().then(() => this.driver.close()),
           ms,
           () => new OperationTimeoutError(messages.operationTimeout('close', ms)),
         );
@@ -807,6 +818,13 @@ export abstract class BaseCache {
       }
     })();
     return this.closing;
+  }
+
+  /** At close(): the leases of flights still running, released (a quarter of close()'s wait at most). */
+  private async releaseHeldLeases(): Promise<void> {
+    if (this.heldLeases.size === 0) return;
+    const releases = [...this.heldLeases].map(([lease, token]) => this.releaseLease(lease, token));
+    await settleWithin(Promise.all(releases), MIN_CLOSE_WAIT_MS / 4);
   }
 
   /** Whether close() was called. */
@@ -1196,11 +1214,7 @@ export abstract class BaseCache {
       if (verdict === 'over') return; // the flight ran out of time waiting for another instance
       if (verdict !== 'run') {
         // Another instance ran the factory and stored its value.
-        const { body } = verdict;
-        lead.land({
-          kind: 'value',
-          value: Buffer.from(body.buffer, body.byteOffset, body.byteLength),
-        });
+        lead.land({ kind: 'value', value: this.encode(key, verdict.value) });
         return;
       }
       const value = await factory();
@@ -1221,52 +1235,90 @@ export abstract class BaseCache {
    * holds the key's lease (released when the flight ends); or the fresh entry another instance
    * stored while this one waited; or 'over' once the flight's deadline passed meanwhile.
    */
-  private fleetTurnOf(full: string, lead: Lead<unknown>): 'run' | Promise<Entry | 'run' | 'over'> {
+  private fleetTurnOf(full: string, lead: Lead<unknown>): 'run' | Promise<Found | 'run' | 'over'> {
     return this.fleet ? this.leaseOrEntry(full, lead) : 'run';
   }
 
   /**
    * Takes the lease of `full`, or waits for the entry of the instance that holds it: looks for
-   * it after FIRST_LEASE_POLL_MS, then twice as late each time (MAX_LEASE_POLL_MS at most), and
-   * takes the lease when it has ended without one. Once taken, the entry is read once more: a
-   * winner may have stored it and released its lease since this instance last looked. A store that fails (or the open breaker)
-   * makes it 'run': each instance on its own, as without the option.
+   * it after FIRST_LEASE_POLL_MS, then twice as late each time (MAX_LEASE_POLL_MS at most).
+   *
+   * - Taken at once: this instance runs the work ('run'), renewing the lease while its flight
+   *   lasts, and releases it when the flight ends (after its write).
+   * - Held by another instance: the winner's entry once it is stored. When the lease ends without
+   *   one (the winner's run failed or stored nothing, or its process died), every waiting instance
+   *   runs the work itself ('run'), as without the option, rather than one after another.
+   * - The store failing (or the open breaker), or this cache closing: 'run', as without the option.
+   * - The flight's deadline passed meanwhile: 'over'.
+   *
+   * Whenever the lease is taken the entry is read once more: a winner may have stored it and
+   * released its lease since this instance last looked.
    */
-  private async leaseOrEntry(full: string, lead: Lead<unknown>): Promise<Entry | 'run' | 'over'> {
+  private async leaseOrEntry(full: string, lead: Lead<unknown>): Promise<Found | 'run' | 'over'> {
     const lease = this.leaseNamespace + full.slice(this.namespace.length);
     this.leasesTaken += 1;
     const token = `${this.leaseHolder}:${this.leasesTaken}`;
-    const driver = this.driver as Required<Pick<CacheDriver, 'acquireLease' | 'releaseLease'>>;
-    const leaseMs = Math.ceil(this.getOrSetTimeoutMs);
+    const driver = this.driver as Required<CacheDriver>;
     let over = false;
     void lead.landing.then(() => (over = true));
     for (let poll = 0; ; poll += 1) {
       if (poll > 0) {
         await sleep(Math.min(FIRST_LEASE_POLL_MS * 2 ** (poll - 1), MAX_LEASE_POLL_MS));
-        if (over || this.closing) return 'over';
-        const entry = await this.readEntry(full);
-        if (entry !== MISS && this.isFresh(entry)) return entry;
+        if (over) return 'over';
+        const found = await this.freshFound(full);
+        if (found) return found;
       }
+      if (this.closing) return 'run';
+      // After the first try, a lease of 1 ms: a probe of whether the winner's lease has ended,
+      // left to vanish by itself so that the other instances waiting find it ended too.
+      const probe = poll > 0;
       const taken = await this.attempt('lease', undefined, () =>
-        driver.acquireLease(lease, token, leaseMs),
+        driver.acquireLease(lease, token, probe ? 1 : this.leaseMs),
       );
       if (taken === undefined) return 'run';
-      if (taken) {
-        const release = () =>
-          void this.attempt('lease', undefined, () => driver.releaseLease(lease, token));
-        // The winner before this one stores its entry, then releases its lease: read after taking
-        // the lease (not joining a read sent before), the entry shows if it was stored meanwhile.
-        this.forget([full]);
-        const entry = await this.readEntry(full);
-        if (entry !== MISS && this.isFresh(entry)) {
-          release();
-          return entry;
-        }
-        // Released once the value is stored (the flight ends after its write), so that an instance
-        // waiting finds the entry before it could take the lease.
-        lead.onEnd(release);
-        return 'run';
+      if (!taken) continue;
+      if (!probe) this.heldLeases.set(lease, token);
+      const found = await this.freshFound(full);
+      if (over || found || probe) {
+        if (!probe) void this.releaseLease(lease, token);
+        return over ? 'over' : (found ?? 'run');
       }
+      const renewal = setInterval(
+        () =>
+          void this.attempt('lease', undefined, () =>
+            driver.renewLease(lease, token, this.leaseMs),
+          ),
+        this.leaseMs / LEASE_RENEWALS,
+      );
+      renewal.unref();
+      // Released once the value is stored (the flight ends after its write), so that an instance
+      // waiting finds the entry before it could take the lease.
+      lead.onEnd(() => {
+        clearInterval(renewal);
+        void this.releaseLease(lease, token);
+      });
+      return 'run';
+    }
+  }
+
+  /** The fresh entry of `full` from a read sent now (not joining one sent before), decoded; or undefined. */
+  private async freshFound(full: string): Promise<Found | undefined> {
+    this.forget([full]);
+    const found = this.foundOf(full, await this.readEntry(full));
+    return found && this.isFresh(found.meta) ? found : undefined;
+  }
+
+  /**
+   * Releases a lease this cache holds, bounded by operationTimeout but not skipped by the open
+   * breaker: a lease left behind would hold every other instance back until it expires.
+   */
+  private async releaseLease(lease: string, token: string): Promise<void> {
+    if (this.heldLeases.get(lease) === token) this.heldLeases.delete(lease);
+    try {
+      await this.bounded('lease', Promise.resolve(this.driver.releaseLease!(lease, token)));
+    } catch (error) {
+      this.stats.errors += 1;
+      this.failures.failed('lease', error);
     }
   }
 
@@ -1529,22 +1581,24 @@ function breakerSettings(breaker: BaseCacheOptions['breaker']): BreakerSettings 
 
 const REQUIRED_DRIVER_METHODS = ['get', 'set', 'delete', 'ttl', 'close'] as const;
 
-/** distributedSingleFlight, checked against what the driver can do. */
-function fleetOption(value: unknown, driver: CacheDriver): boolean {
+/** distributedSingleFlight, checked. */
+function validFleet(value: unknown): boolean {
   if (value === undefined || value === false) return false;
-  if (value !== true) {
-    throw new CacheConfigError(
-      messages.invalidOption(
-        'distributedSingleFlight',
-        value,
-        'Use true or false (default false).',
-      ),
-    );
-  }
-  if (typeof driver.acquireLease !== 'function' || typeof driver.releaseLease !== 'function') {
-    throw new CacheConfigError(messages.noLeases(driver.name));
-  }
-  return true;
+  if (value === true) return true;
+  throw new CacheConfigError(
+    messages.invalidOption('distributedSingleFlight', value, 'Use true or false (default false).'),
+  );
+}
+
+/** distributedSingleFlight against what the driver can do; a driver that cannot is closed first. */
+function fleetOption(fleet: boolean, driver: CacheDriver): boolean {
+  if (!fleet) return false;
+  const leases = ['acquireLease', 'renewLease', 'releaseLease'] as const;
+  if (leases.every((method) => typeof driver[method] === 'function')) return true;
+  void Promise.resolve()
+    .then(() => driver.close())
+    .catch(noop);
+  throw new CacheConfigError(messages.noLeases(driver.name));
 }
 
 /** A pause that never keeps the process alive. */

@@ -89,10 +89,12 @@ export interface CacheDriver {
 
   /**
    * Takes the lease `key` for `ttlMs` unless another holder has it (Redis: SET NX PX), storing
-   * `token`; resolves whether it was taken. With releaseLease, what the `distributedSingleFlight`
-   * option needs: a store every instance of the app shares.
+   * `token`; resolves whether it was taken. With renewLease and releaseLease, what the
+   * `distributedSingleFlight` option needs: a store every instance of the app shares.
    */
   acquireLease?(key: string, token: string, ttlMs: number): MaybePromise<boolean>;
+  /** Makes the lease `key` last `ttlMs` from now if it still holds `token`, atomically. */
+  renewLease?(key: string, token: string, ttlMs: number): MaybePromise<void>;
   /** Removes the lease `key` if it still holds `token` (compare-and-delete), atomically. */
   releaseLease?(key: string, token: string): MaybePromise<void>;
 }

@@ -1,8 +1,8 @@
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CacheConfigError, MemoryCache } from '../lib/index.js';
+import { CacheConfigError, FactoryTimeoutError, MemoryCache } from '../lib/index.js';
 import { RedisCache } from '../lib/stores/redis.cache.js';
-import { startRedisServer, type RedisServerHandle } from './support/redis-server.js';
+import { clientCount, startRedisServer, type RedisServerHandle } from './support/redis-server.js';
 
 // distributedSingleFlight: the instances of an app (here, caches with clients of their own, as
 // separate processes have) share one run of a cold key's factory through a lease in Redis.
@@ -10,6 +10,8 @@ const INSTANCES = 4;
 const CALLERS = 200;
 const FACTORY_MS = 100;
 const GET_OR_SET_TIMEOUT_MS = 1_500;
+/** What a lease lasts unrenewed: a third of getOrSetTimeout. */
+const LEASE_MS = GET_OR_SET_TIMEOUT_MS / 3;
 
 let redis: RedisServerHandle;
 let raw: Redis;
@@ -108,27 +110,82 @@ describe('distributedSingleFlight on Redis', () => {
     expect(runs.count).toBe(INSTANCES);
   });
 
-  it('a lease left by an instance that died holds the key until it expires, no longer: the waiting instance then runs the factory itself', async () => {
+  it('a lease left by an instance that died holds the key until it expires (a third of getOrSetTimeout), no longer: the waiting instance then runs the factory itself, well within its own getOrSetTimeout', async () => {
     const [cache] = await fleet(1);
-    // What a holder killed mid-run leaves behind: its lease, with the lease time it took.
-    await raw.set(`${cache.prefix}%l:report`, 'a dead instance', 'PX', 600);
+    // What a holder killed just after taking it leaves behind: its lease, never renewed.
+    await raw.set(`${cache.prefix}%l:report`, 'a dead instance', 'PX', LEASE_MS);
     const { runs, factory } = countedFactory();
     const started = performance.now();
     const value = await cache.getOrSet('report', factory, 60);
     const waited = performance.now() - started;
     expect(value).toEqual({ report: 'fresh', run: 1 });
     expect(runs.count).toBe(1);
-    // It waited for the lease to expire (600 ms), then ran the factory (100 ms).
-    expect(waited).toBeGreaterThanOrEqual(600 + FACTORY_MS - 20);
-    expect(waited).toBeLessThan(600 + FACTORY_MS + 500);
+    // It waited for the lease to expire, then ran the factory.
+    expect(waited).toBeGreaterThanOrEqual(LEASE_MS + FACTORY_MS - 20);
+    expect(waited).toBeLessThan(GET_OR_SET_TIMEOUT_MS);
     expect(await leasesLeft(cache.prefix)).toEqual([]);
+  });
+
+  it('a winner slower than the lease time renews its lease while it runs: the other instance waits for its value instead of running the factory too', async () => {
+    const [winner, waiter] = await fleet(2);
+    let runs = 0;
+    const slow = async () => {
+      runs += 1;
+      await sleep(LEASE_MS * 2);
+      return 'slow but fresh';
+    };
+    const first = winner.getOrSet('report', slow, 60);
+    await sleep(20);
+    const second = waiter.getOrSet('report', slow, 60);
+    expect(await Promise.all([first, second])).toEqual(['slow but fresh', 'slow but fresh']);
+    expect(runs).toBe(1);
+  });
+
+  it('when the winner fails, the instances that waited run the factory at the same time, not one after another', async () => {
+    const caches = await fleet();
+    const starts: number[] = [];
+    const failing = async () => {
+      starts.push(performance.now());
+      await sleep(FACTORY_MS);
+      throw new Error('the origin failed');
+    };
+    const outcomes = await Promise.allSettled(
+      caches.map((cache) => cache.getOrSet('report', failing, 60)),
+    );
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(caches.map(() => 'rejected'));
+    expect(starts).toHaveLength(INSTANCES);
+    // The winner's run, then the others' together (a poll or two apart at most): one after another
+    // they would start a whole run apart, 2 runs from the first to the last.
+    const others = starts.slice(1);
+    expect(Math.max(...others) - Math.min(...others)).toBeLessThan(1.5 * FACTORY_MS);
+    expect(await leasesLeft(caches[0].prefix)).toEqual([]);
+  });
+
+  it('close() while a flight holds the lease releases it at once, so the other instances need not wait for it to expire', async () => {
+    const [winner] = await fleet(1);
+    const slow = winner.getOrSet('report', () => sleep(LEASE_MS * 4).then(() => 'late'), 60);
+    await sleep(20);
+    expect(await raw.exists(`${winner.prefix}%l:report`)).toBe(1);
+    await winner.close();
+    expect(await raw.exists(`${winner.prefix}%l:report`)).toBe(0);
+    await slow.catch(() => undefined);
+  });
+
+  it("close() while a caller waits for another instance: the caller gets its factory's value, not undefined", async () => {
+    const [cache] = await fleet(1);
+    await raw.set(`${cache.prefix}%l:report`, 'another instance', 'PX', 10_000);
+    const { factory } = countedFactory();
+    const waiting = cache.getOrSet('report', factory, 60);
+    await sleep(30);
+    await cache.close();
+    expect(await waiting).toEqual({ report: 'fresh', run: 1 });
   });
 
   it('a lease held past getOrSetTimeout ends the waiting callers with FactoryTimeoutError, as a hung factory does, and leaves no state behind', async () => {
     const [cache] = await fleet(1);
     await raw.set(`${cache.prefix}%l:report`, 'a slow instance', 'PX', 10_000);
     const { runs, factory } = countedFactory();
-    await expect(cache.getOrSet('report', factory, 60)).rejects.toThrow(/getOrSet|factory/i);
+    await expect(cache.getOrSet('report', factory, 60)).rejects.toThrow(FactoryTimeoutError);
     expect(runs.count).toBe(0);
     expect(cache.inFlight()).toEqual({ reads: 0, flights: 0 });
   });
@@ -191,6 +248,18 @@ describe('distributedSingleFlight on Redis', () => {
     } finally {
       await down.stop();
     }
+  });
+
+  it('a value that is not a boolean is refused before any connection is opened', async () => {
+    const before = await clientCount(redis.port);
+    await expect(
+      RedisCache.create({
+        distributedSingleFlight: 'yes' as unknown as boolean,
+        redis: { url: redis.url },
+      }),
+    ).rejects.toThrow(CacheConfigError);
+    await sleep(100);
+    expect(await clientCount(redis.port)).toBe(before);
   });
 
   it('is refused with a CacheConfigError naming the fix on a backend without leases, and for a value that is not a boolean', async () => {

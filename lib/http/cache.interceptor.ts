@@ -268,7 +268,14 @@ export class CacheInterceptor implements NestInterceptor {
         // With distributedSingleFlight, another instance may be running the handler already.
         const turn = this.cache[fleetTurn](key, lead);
         const verdict = turn === 'run' ? turn : await turn;
-        if (verdict === 'run') return this.run(context, key, vary, next, lead, fallback);
+        if (verdict === 'run') {
+          // Its client may have left while it waited: then it cannot lead (see above).
+          if (turn === 'run' || !clientGone(response)) {
+            return this.run(context, key, vary, next, lead, fallback);
+          }
+          lead.end();
+          return this.passThrough(request, response, next);
+        }
         // Its entry, for whoever followed this flight too; or the flight ran out of time waiting.
         if (verdict !== 'over')
           lead.land({ kind: 'value', value: verdict.value as CachedResponse });

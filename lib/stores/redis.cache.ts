@@ -53,6 +53,10 @@ elseif ttl >= 0 then
 end
 return 0`;
 
+/** Compare-and-expire: makes the lease KEYS[1] last ARGV[2] ms only while it holds the token ARGV[1]. */
+const RENEW_LEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`;
+
 /** Compare-and-delete: removes the lease KEYS[1] only while it holds the token ARGV[1]. */
 const RELEASE_LEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
@@ -281,6 +285,11 @@ export class RedisDriver implements CacheDriver {
   /** SET NX PX: the lease of distributedSingleFlight, taken unless another instance holds it. */
   async acquireLease(key: string, token: string, ttlMs: number): Promise<boolean> {
     return (await this.client.set(key, token, 'PX', ttlMs, 'NX')) === 'OK';
+  }
+
+  /** PEXPIRE of the lease only while it holds `token`. */
+  async renewLease(key: string, token: string, ttlMs: number): Promise<void> {
+    await this.client.eval(RENEW_LEASE, 1, key, token, ttlMs);
   }
 
   /** Deletes the lease only while it holds `token`: one that expired and was taken since stays. */
