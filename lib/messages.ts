@@ -189,7 +189,7 @@ export const messages = {
     `Invalid cache driver ${describe(driver)}: it lacks ${missing.join(', ')}. A driver implements get, set, delete, ttl, close and scan (or clear, for a store that cannot list keys) on full keys and bytes (see the README, "Write your own backend").`,
 
   noLeases: (driver: string) =>
-    `distributedSingleFlight needs a store that every instance of the app shares and that can hold a lease; the ${driver} backend cannot. Use backend: 'redis', or leave the option out (single-flight then works per process).`,
+    `distributedSingleFlight needs a backend with leases (a driver with acquireLease, renewLease and releaseLease, on a store every instance of the app shares); the ${driver} backend has none. Use backend: 'redis', or leave the option out (single-flight then works per process).`,
 
   patternClearsNamespace: (driver: string, pattern: string) =>
     `deleteByPattern(${JSON.stringify(pattern)}): the ${driver} backend cannot list its keys, so every entry of this cache's namespace was removed (the count returned is 0). To invalidate a group of entries selectively there, tag them and call invalidateTags().`,

@@ -265,7 +265,7 @@ describe('distributedSingleFlight on Redis', () => {
   it('is refused with a CacheConfigError naming the fix on a backend without leases, and for a value that is not a boolean', async () => {
     expect(() => new MemoryCache({ distributedSingleFlight: true })).toThrow(CacheConfigError);
     expect(() => new MemoryCache({ distributedSingleFlight: true })).toThrow(
-      /distributedSingleFlight needs a store .* the memory backend cannot\. Use backend: 'redis'/,
+      /distributedSingleFlight needs a backend with leases .* the memory backend has none\. Use backend: 'redis'/,
     );
     expect(() => new MemoryCache({ distributedSingleFlight: 'yes' as unknown as boolean })).toThrow(
       /distributedSingleFlight.*Use true or false/,

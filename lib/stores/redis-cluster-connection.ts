@@ -120,7 +120,9 @@ export function planCluster(cluster: unknown, tuning: RedisOptions): ClusterPlan
       },
       // Always a number: the client reconnects forever, and the app boots with the cluster down.
       clusterRetryStrategy: tuning.retryStrategy as (times: number) => number,
-      // Fail at once while a node is not connected; nothing is queued, so no failed write lands later.
+      // Fail at once while the cluster is not ready, instead of queueing. (ioredis still queues a
+      // command on a node's own connection while that connection is being made, whatever this
+      // says: a command given up on then may be written once it connects, within connectTimeout.)
       enableOfflineQueue: false,
       enableReadyCheck: true,
       // ioredis hands the ASK and MOVED redirections of an automatic pipeline to the caller instead

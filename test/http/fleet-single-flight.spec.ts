@@ -2,8 +2,13 @@ import { Controller, Get, UseInterceptors } from '@nestjs/common';
 import { describe, expect, it } from 'vitest';
 import { CacheInterceptor, CacheStale, CacheTTL } from '../../lib/index.js';
 import { ADAPTERS, usePrivateRedis, useApps, COMMAND_TIMEOUT_MS } from './support/app.js';
-import { HandlerCalls, ItemsController } from './support/controllers.js';
-import { json, pollUntil, sleep } from './support/http.js';
+import {
+  HandlerCalls,
+  ItemsController,
+  SLOW_HANDLER_MS,
+  UnstorableController,
+} from './support/controllers.js';
+import { json, nothingInFlight, pollUntil, sleep } from './support/http.js';
 
 /** A route served stale while it is refreshed in the background. */
 @Controller('news')
@@ -41,7 +46,7 @@ describe.each(ADAPTERS)('on $name with the redis backend', (adapter) => {
       Array.from({ length: INSTANCES }, () =>
         start({
           adapter,
-          controllers: [ItemsController, NewsController],
+          controllers: [ItemsController, NewsController, UnstorableController],
           cache: {
             backend: 'redis',
             prefix,
@@ -91,6 +96,22 @@ describe.each(ADAPTERS)('on $name with the redis backend', (adapter) => {
     );
     // The first run, and one refresh between the four instances.
     expect(apps.reduce((sum, app) => sum + app.calls.of('news'), 0)).toBe(2);
+  });
+
+  it('a request whose client left while it waited for another instance does not lead: its flight and lease end at once, and the next request is answered without waiting for a deadline', async () => {
+    const [winner, waiter] = await fleet(true);
+    // The winner's response sets a cookie, so it is not stored: its lease ends without an entry.
+    const first = winner.send('/unstorable/slow-cookie');
+    await sleep(50);
+    const gone = fetch(`${waiter.url}/unstorable/slow-cookie`, {
+      signal: AbortSignal.timeout(100),
+    }).catch(() => 'left');
+    expect(await gone).toBe('left');
+    expect((await first).status).toBe(200);
+    await nothingInFlight(waiter.cache, SLOW_HANDLER_MS);
+    const next = await waiter.send('/unstorable/slow-cookie');
+    expect(next.status).toBe(200);
+    expect(next.ms).toBeLessThan(3 * SLOW_HANDLER_MS);
   });
 
   it('without the option each instance runs the handler once', async () => {
