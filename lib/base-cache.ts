@@ -827,6 +827,20 @@ export abstract class BaseCache {
     await settleWithin(Promise.all(releases), MIN_CLOSE_WAIT_MS / 4);
   }
 
+  /**
+   * One round trip to the backend, for health checks: the driver's ping (Redis: PING), or a read
+   * of a key nothing writes. Bounded by operationTimeout; not skipped by an open circuit breaker,
+   * and counted nowhere (stats, breaker). Resolves how many milliseconds it took; rejects with the
+   * backend's error, or an OperationTimeoutError.
+   */
+  async ping(): Promise<number> {
+    this.assertOpen('ping');
+    const started = performance.now();
+    const call = this.driver.ping ? this.driver.ping() : this.driver.get(this.leaseNamespace);
+    await this.bounded('ping', Promise.resolve(call));
+    return performance.now() - started;
+  }
+
   /** Whether close() was called. */
   get isClosed(): boolean {
     return this.closing !== undefined;

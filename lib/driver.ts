@@ -87,6 +87,9 @@ export interface CacheDriver {
    */
   clear?(prefixes: string[], step: Step): MaybePromise<void>;
 
+  /** One round trip to the store, for health checks (Redis: PING); without it, a get. */
+  ping?(): MaybePromise<unknown>;
+
   /**
    * Takes the lease `key` for `ttlMs` unless another holder has it (Redis: SET NX PX), storing
    * `token`; resolves whether it was taken. With renewLease and releaseLease, what the

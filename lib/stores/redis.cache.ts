@@ -282,6 +282,11 @@ export class RedisDriver implements CacheDriver {
     );
   }
 
+  /** PING (on a Cluster, to one node: the client's choice). */
+  async ping(): Promise<void> {
+    await this.client.ping();
+  }
+
   /** SET NX PX: the lease of distributedSingleFlight, taken unless another instance holds it. */
   async acquireLease(key: string, token: string, ttlMs: number): Promise<boolean> {
     return (await this.client.set(key, token, 'PX', ttlMs, 'NX')) === 'OK';
