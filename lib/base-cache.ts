@@ -23,6 +23,12 @@ import {
   UnserializableValueError,
 } from './errors.js';
 import { type Clock, systemClock } from './clock.js';
+import {
+  CacheCounters,
+  type CacheEventName,
+  CacheEvents,
+  type CacheListener,
+} from './cache-stats.js';
 import { Deadlines } from './deadlines.js';
 import {
   type CacheDriver,
@@ -164,11 +170,15 @@ export interface CacheStats {
   stale: number;
   writes: number;
   deletes: number;
+  /** Entries the backend dropped to stay within its bounds (memory, disk). */
+  evictions: number;
   /**
    * Backend calls that failed (and failed open) or were skipped by the open circuit breaker.
    * Concurrent reads of one key share one call, so its failure counts once.
    */
   errors: number;
+  /** Of the errors, the calls given up after operationTimeout. */
+  timeouts: number;
 }
 
 /** What a cache gives the driver it composes, when it makes it. */
@@ -186,6 +196,8 @@ export interface DriverContext {
    * 't' (memcached and Keyv use '%g'), never by ':', so it can collide with no key of the cache.
    */
   readonly keyPrefix: string;
+  /** Counts entries the driver dropped to stay within its bounds (stats.evictions). */
+  evicted?(count: number): void;
 }
 
 /** An entry read and decoded: its metadata and value (a counter has no envelope: plain metadata). */
@@ -226,6 +238,18 @@ export const storeLed = Symbol('nest-cache:store-led');
 
 /** Where a tag record lives: beside the namespace, never inside it (see tagKey()). */
 const TAG_NAMESPACE = '%t:';
+const SERVED_EVENTS = { hits: 'hit', misses: 'miss', stale: 'stale' } as const;
+const EVENT_NAMES: ReadonlySet<string> = new Set<CacheEventName>([
+  'hit',
+  'miss',
+  'stale',
+  'set',
+  'delete',
+  'error',
+  'breakerOpen',
+  'breakerClose',
+]);
+
 /** Where the leases of distributedSingleFlight live: beside the namespace too (see leaseKey()). */
 const LEASE_NAMESPACE = '%l:';
 /** A fleet flight's loser looks for the winner's entry after 5 ms, then twice as late, every 50 ms at most. */
@@ -271,7 +295,32 @@ export abstract class BaseCache {
   private readonly leaseMs: number;
   /** The leases this cache holds now (key to token), released by close() too. */
   private readonly heldLeases = new Map<string, string>();
-  readonly stats: CacheStats = { hits: 0, misses: 0, stale: 0, writes: 0, deletes: 0, errors: 0 };
+  /**
+   * Counters since the cache was created or `stats.reset()`: a property, a live object (see
+   * CacheCounters): hits, misses, stale, writes, deletes, evictions, errors, timeouts, and the
+   * computed hitRatio and breaker.
+   */
+  readonly stats: CacheCounters = new CacheCounters(() => this.failures.state());
+  /** See on(). */
+  private readonly events = new CacheEvents((event, error) =>
+    this.failures.warn(messages.listenerFailed(event, reasonOf(error))),
+  );
+
+  /**
+   * Calls `listener` on each `event` of this cache: 'hit', 'miss', 'stale', 'set', 'delete',
+   * 'error', 'breakerOpen', 'breakerClose' (see CacheEventMap for what each carries). Returns the
+   * function that removes it. Listeners run synchronously within the call: keep them cheap.
+   *
+   * @example const off = cache.on('miss', ({ key }) => misses.add(1, { key: group(key) }));
+   */
+  on<E extends CacheEventName>(event: E, listener: CacheListener<E>): () => void {
+    if (!EVENT_NAMES.has(event)) {
+      throw new TypeError(
+        `cache.on("${String(event)}"): no such event. Use one of ${[...EVENT_NAMES].join(', ')}.`,
+      );
+    }
+    return this.events.on(event, listener);
+  }
 
   /** The circuit breaker now: closed, open (until when) or half-open, and its thresholds. */
   get breaker(): BreakerState {
@@ -345,6 +394,14 @@ export abstract class BaseCache {
       this.logger,
       () => this.clock.now(),
       breakerSettings(options.breaker),
+      (state) => {
+        if (!this.events.active) return;
+        if (state.openUntil === null) this.events.emit('breakerClose', {});
+        else {
+          const { consecutiveFailures, openUntil } = state;
+          this.events.emit('breakerOpen', { consecutiveFailures, openUntil });
+        }
+      },
     );
     this.valueFlights = this.singleFlight<Buffer>('nest-cache:values');
     this.deadlines = new Deadlines(this.operationTimeoutMs);
@@ -354,6 +411,7 @@ export abstract class BaseCache {
             clock: this.clock,
             operationTimeoutMs: this.operationTimeoutMs,
             warn: (message) => this.failures.warn(message),
+            evicted: (count) => void (this.stats.evictions += count),
             keyPrefix: escapePrefix(this.prefix),
           })
         : driver,
@@ -372,9 +430,9 @@ export abstract class BaseCache {
     const now = this.clock.now();
     const read = this.readEntry(full, now);
     const entry = read instanceof Promise ? await read : read;
-    if (entry === MISS || !this.isFresh(entry, now)) return this.tally(undefined, 'misses');
+    if (entry === MISS || !this.isFresh(entry, now)) return this.tally(undefined, 'misses', key);
     const value = this.valueOf(full, entry);
-    return value === MISS ? undefined : (this.tally(value, 'hits') as T);
+    return value === MISS ? undefined : (this.tally(value, 'hits', key) as T);
   }
 
   /** Whether `key` holds a fresh entry. */
@@ -395,9 +453,9 @@ export abstract class BaseCache {
     return Promise.all(
       full.map(async (key, i) => {
         const entry = await this.opened(key, found[i]);
-        if (entry === MISS || !this.isFresh(entry)) return this.tally(undefined, 'misses');
+        if (entry === MISS || !this.isFresh(entry)) return this.tally(undefined, 'misses', key);
         const value = this.valueOf(key, entry);
-        return value === MISS ? undefined : (this.tally(value, 'hits') as T);
+        return value === MISS ? undefined : (this.tally(value, 'hits', key) as T);
       }),
     );
   }
@@ -456,8 +514,8 @@ export abstract class BaseCache {
   }
 
   /** See countServed: counts what a [readShared] caller served. */
-  [countServed](what: 'hits' | 'misses' | 'stale'): void {
-    this.stats[what] += 1;
+  [countServed](what: 'hits' | 'misses' | 'stale', key: string): void {
+    this.served(what, key);
   }
 
   // ---- writes -----------------------------------------------------------------------------
@@ -513,7 +571,7 @@ export abstract class BaseCache {
             r.every(Boolean),
           ),
     );
-    if (ok) this.stats.writes += all.length;
+    if (ok) this.wrote(entries.map((entry) => entry.key));
     return ok;
   }
 
@@ -521,7 +579,9 @@ export abstract class BaseCache {
   async delete(key: string): Promise<boolean> {
     const full = this.keyFor(key, 'delete');
     this.valueFlightsInvalidate((k) => k === key);
-    return (await this.remove([full])) > 0;
+    const count = await this.remove([full]);
+    this.removed([key], count);
+    return count > 0;
   }
 
   /** Deletes `keys`; resolves how many existed. */
@@ -529,7 +589,9 @@ export abstract class BaseCache {
     const full = this.keysFor(keys, 'deleteMany');
     const doomed = new Set(keys);
     this.valueFlightsInvalidate((k) => doomed.has(k));
-    return this.remove(full);
+    const count = await this.remove(full);
+    this.removed(keys, count);
+    return count;
   }
 
   /**
@@ -592,6 +654,7 @@ export abstract class BaseCache {
       false,
     );
     this.stats.deletes += removed;
+    this.removed(undefined, removed);
     return removed;
   }
 
@@ -676,7 +739,7 @@ export abstract class BaseCache {
         ? this.driver.increment(full, by, ttlMs)
         : this.serially(full, () => incrementWith(this.driver, full, by, ttlMs)),
     );
-    if (value !== undefined) this.stats.writes += 1;
+    if (value !== undefined) this.wrote([key]);
     return value;
   }
 
@@ -714,12 +777,12 @@ export abstract class BaseCache {
     if (entry !== MISS) {
       if (this.isFresh(entry, now)) {
         const value = this.valueOf(full, entry);
-        if (value !== MISS) return this.tally(value, 'hits') as T;
+        if (value !== MISS) return this.tally(value, 'hits', key) as T;
       } else if (staleFor(entry, now) < policy.swrMs) {
         const value = this.valueOf(full, entry);
         if (value !== MISS) {
           this.refresh(key, full, factory, policy);
-          return this.tally(value, 'stale') as T;
+          return this.tally(value, 'stale', key) as T;
         }
       } else if (staleFor(entry, now) < policy.sieMs) fallback = entry;
     }
@@ -732,15 +795,15 @@ export abstract class BaseCache {
         ? await landingWithin(flight.landing, policy.softMs)
         : await flight.landing;
     if (landing.kind === 'value') {
-      this.stats.misses += 1;
+      this.served('misses', key);
       // Each caller decodes its own copy, so one caller mutating its value cannot change another's.
       return this.serializer.deserialize(landing.value) as T;
     }
     if (fallback && landing.kind !== 'empty' && landing.kind !== 'unshareable') {
       const value = this.valueOf(full, fallback);
-      if (value !== MISS) return this.tally(value, 'stale') as T;
+      if (value !== MISS) return this.tally(value, 'stale', key) as T;
     }
-    this.stats.misses += 1;
+    this.served('misses', key);
     switch (landing.kind) {
       case 'empty':
       case 'unshareable':
@@ -813,8 +876,7 @@ export abstract class BaseCache {
           () => new OperationTimeoutError(messages.operationTimeout('close', ms)),
         );
       } catch (error) {
-        this.stats.errors += 1;
-        this.failures.failed('close', error);
+        this.failure('close', error);
       }
     })();
     return this.closing;
@@ -876,8 +938,7 @@ export abstract class BaseCache {
         this.failures.succeeded();
         throw error;
       }
-      this.stats.errors += 1;
-      this.failures.failed(operation, error);
+      this.failure(operation, error);
       return fallback;
     }
   }
@@ -1058,15 +1119,20 @@ export abstract class BaseCache {
   };
 
   private readonly readFailed = (error: unknown): typeof FAILED => {
-    this.stats.errors += 1;
-    this.failures.failed('get', error);
+    this.failure('get', error);
     return FAILED;
   };
 
   /** Counts what one caller got, and hands it on. */
-  private tally<T>(value: T, what: 'hits' | 'misses' | 'stale'): T {
-    this.stats[what] += 1;
+  private tally<T>(value: T, what: 'hits' | 'misses' | 'stale', key: string): T {
+    this.served(what, key);
     return value;
+  }
+
+  /** Counts one caller served a hit, a miss or a stale entry of `key`, and tells the listeners. */
+  private served(what: 'hits' | 'misses' | 'stale', key: string): void {
+    this.stats[what] += 1;
+    if (this.events.active) this.events.emit(SERVED_EVENTS[what], { key });
   }
 
   /** Whether a value's bytes pass maxValueBytes (said in a warning, rate-limited). */
@@ -1081,6 +1147,25 @@ export abstract class BaseCache {
     const removed = await this.attempt('delete', 0, () => this.driver.delete(full));
     this.stats.deletes += removed;
     return removed;
+  }
+
+  /** Counts entries stored, and tells the listeners. */
+  private wrote(keys: readonly string[]): void {
+    this.stats.writes += keys.length;
+    if (this.events.active) for (const key of keys) this.events.emit('set', { key });
+  }
+
+  /** Tells the listeners entries were removed (remove() counts them). */
+  private removed(keys: readonly string[] | undefined, count: number): void {
+    if (this.events.active) this.events.emit('delete', { keys, count });
+  }
+
+  /** Counts a backend call that failed (a timeout too), feeds the breaker, tells the listeners. */
+  private failure(operation: string, error: unknown): void {
+    this.stats.errors += 1;
+    if (error instanceof OperationTimeoutError) this.stats.timeouts += 1;
+    this.failures.failed(operation, error);
+    if (this.events.active) this.events.emit('error', { operation, error });
   }
 
   /**
@@ -1112,7 +1197,7 @@ export abstract class BaseCache {
     const stored = await this.attempt('set', false, () =>
       this.driver.set(entry.key, entry.bytes, entry.ttlMs),
     );
-    if (stored) this.stats.writes += 1;
+    if (stored) this.wrote([key]);
     return stored;
   }
 
@@ -1331,8 +1416,7 @@ export abstract class BaseCache {
     try {
       await this.bounded('lease', Promise.resolve(this.driver.releaseLease!(lease, token)));
     } catch (error) {
-      this.stats.errors += 1;
-      this.failures.failed('lease', error);
+      this.failure('lease', error);
     }
   }
 

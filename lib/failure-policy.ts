@@ -51,6 +51,8 @@ export class FailurePolicy {
       threshold: BREAKER_THRESHOLD,
       cooldownMs: BREAKER_COOLDOWN_MS,
     },
+    /** Told of each opening and closing that is logged, with the state right after it. */
+    private readonly changed: (state: BreakerState) => void = () => {},
   ) {}
 
   /** True while the breaker is open: the caller should fail open without calling the backend. */
@@ -63,6 +65,7 @@ export class FailurePolicy {
     if (this.openUntil === 0) return;
     this.openUntil = 0;
     this.logger.log(messages.breakerClosed(this.backendName));
+    this.changed(this.state());
   }
 
   failed(operation: string, error: unknown): void {
@@ -75,6 +78,7 @@ export class FailurePolicy {
         this.logger.warn(
           messages.breakerOpened(this.backendName, this.consecutive, this.breaker.cooldownMs),
         );
+        this.changed(this.state());
       }
     }
     this.report(operation, reasonOf(error));

@@ -36,6 +36,12 @@ export {
 } from './base-cache.js';
 export type { CacheDriver, DriverEntry, MaybePromise, Step } from './driver.js';
 export type { BreakerState } from './failure-policy.js';
+export {
+  CacheCounters,
+  type CacheEventMap,
+  type CacheEventName,
+  type CacheListener,
+} from './cache-stats.js';
 export { ENTRY_FORMAT, type EntryMeta } from './entry.js';
 export { MemoryDriver } from './stores/memory.cache.js';
 export { RedisDriver } from './stores/redis.cache.js';

@@ -188,6 +188,9 @@ export const messages = {
   invalidDriver: (driver: unknown, missing: readonly string[]) =>
     `Invalid cache driver ${describe(driver)}: it lacks ${missing.join(', ')}. A driver implements get, set, delete, ttl, close and scan (or clear, for a store that cannot list keys) on full keys and bytes (see the README, "Write your own backend").`,
 
+  listenerFailed: (event: string, reason: string) =>
+    `A listener of the cache's "${event}" event threw (${reason}); the cache call went on. Catch errors inside cache.on() listeners.`,
+
   noLeases: (driver: string) =>
     `distributedSingleFlight needs a backend with leases (a driver with acquireLease, renewLease and releaseLease, on a store every instance of the app shares); the ${driver} backend has none. Use backend: 'redis', or leave the option out (single-flight then works per process).`,
 
@@ -305,6 +308,20 @@ export const messages = {
 
   diskWriteFailed: (path: string, reason: string) =>
     `The disk store in ${JSON.stringify(path)} could not write (${reason}); the cache fails open: the write is dropped, reads go on. Free disk space, or lower CacheModule option "disk.maxSize".`,
+
+  healthPingTimeout: (ms: number) =>
+    `no answer to the health check's ping within ${ms} ms (CacheHealthIndicator.isHealthy() option "timeout")`,
+
+  healthBreakerOpen: (consecutiveFailures: number, openUntil: number | null) =>
+    `the circuit breaker is open after ${consecutiveFailures} failed calls in a row: calls fail open without reaching the backend${openUntil === null ? '' : ` until ${new Date(openUntil).toISOString()}`}`,
+
+  healthUnknownCache: (name: string | undefined) =>
+    name === undefined
+      ? 'no default cache is registered: import CacheModule.forRoot(), or list only named caches in the "caches" option of isHealthy()'
+      : `no cache named "${name}" is registered: import CacheModule.forRoot({ name: "${name}" }), or fix the "caches" option of isHealthy()`,
+
+  invalidHealthCaches: (caches: unknown) =>
+    `Invalid CacheHealthIndicator.isHealthy() option "caches": ${describe(caches)}. Give an array of cache names (undefined for the default cache), e.g. [undefined, 'sessions'], or leave it out for every registered cache.`,
 } as const;
 
 /** What memcached's binary-protocol statuses mean, for memcachedAnswered(). */

@@ -238,11 +238,11 @@ export class CacheInterceptor implements NestInterceptor {
         if (body !== NOT_REPLAYABLE) {
           const staleMs = staleFor(found.meta, this.cache.clock.now());
           if (staleMs < 0) {
-            this.cache[countServed]('hits');
+            this.cache[countServed]('hits', key);
             return this.hit(response, cached, body, 'HIT');
           }
           if (staleMs < policy.staleWhileRevalidateMs) {
-            this.cache[countServed]('stale');
+            this.cache[countServed]('stale', key);
             if (mayLead) this.refresh(context, request, key, tags, next, cached);
             return this.hit(response, cached, body, 'STALE');
           }
@@ -258,7 +258,7 @@ export class CacheInterceptor implements NestInterceptor {
     for (let followed = 0; !fresh && followed < MAX_FLIGHTS_FOLLOWED; followed += 1) {
       // A request whose client left (while it read, or followed) cannot lead: its response would
       // never finish, and the requests following it would wait for nothing.
-      if (clientGone(response)) return this.passThrough(request, response, next);
+      if (clientGone(response)) return this.passThrough(request, response, next, key);
       const lead = mayLead ? this.flights.lead(key, tags) : undefined;
       if (lead && fallback && policy.softTimeoutMs > 0) {
         return this.runWithin(context, request, response, key, tags, next, lead, fallback);
@@ -274,7 +274,7 @@ export class CacheInterceptor implements NestInterceptor {
             return this.run(context, key, vary, next, lead, fallback);
           }
           lead.end();
-          return this.passThrough(request, response, next);
+          return this.passThrough(request, response, next, key);
         }
         // Its entry, for whoever followed this flight too; or the flight ran out of time waiting.
         if (verdict !== 'over')
@@ -293,7 +293,7 @@ export class CacheInterceptor implements NestInterceptor {
         const body = this.bodyOf(context, landing.value, vary);
         if (body !== NOT_REPLAYABLE) {
           // Not found in the cache: waited for another request's run, as getOrSet counts it.
-          this.cache[countServed]('misses');
+          this.cache[countServed]('misses', key);
           return this.hit(response, landing.value, body, 'HIT');
         }
       }
@@ -306,14 +306,14 @@ export class CacheInterceptor implements NestInterceptor {
           landing.kind === 'timeout' ||
           landing.kind === 'soft-timeout')
       ) {
-        this.cache[countServed]('stale');
+        this.cache[countServed]('stale', key);
         return this.hit(response, fallback.entry, fallback.body, 'STALE');
       }
       // The leader's client left: lead the next flight, or follow it. After a response that may
       // not be shared, or a flight that ran out of time, this request runs the handler now.
       if (landing.kind !== 'empty') break;
     }
-    if (!mayLead || clientGone(response)) return this.passThrough(request, response, next);
+    if (!mayLead || clientGone(response)) return this.passThrough(request, response, next, key);
     // A run nobody follows (a flight of the key is in progress) still goes through a lead of its
     // own, so that its write is dated when it started and invalidations reach it.
     const lead = this.flights.lead(key, tags) ?? this.flights.detached(key, tags);
@@ -435,7 +435,7 @@ export class CacheInterceptor implements NestInterceptor {
     if (landing.kind === 'value') {
       const body = this.bodyOf(context, landing.value, policy.vary);
       if (body !== NOT_REPLAYABLE) {
-        this.cache[countServed]('misses');
+        this.cache[countServed]('misses', key);
         return this.hit(response, landing.value, body, 'MISS');
       }
     }
@@ -443,16 +443,16 @@ export class CacheInterceptor implements NestInterceptor {
     // it is the answer, not stored.
     const value = handlerValue();
     if (landing.kind === 'unshareable' && value !== NO_VALUE) {
-      this.cache[countServed]('misses');
+      this.cache[countServed]('misses', key);
       this.mark(response, 'MISS');
       return of(value);
     }
     if (landing.kind === 'error' && !isServerError(landing.error)) {
-      this.cache[countServed]('misses');
+      this.cache[countServed]('misses', key);
       this.mark(response, 'MISS');
       return throwError(() => landing.error);
     }
-    this.cache[countServed]('stale');
+    this.cache[countServed]('stale', key);
     return this.hit(response, fallback.entry, fallback.body, 'STALE');
   }
 
@@ -674,8 +674,13 @@ export class CacheInterceptor implements NestInterceptor {
   }
 
   /** A MISS that neither leads nor stores: the handler answers this request only. */
-  private passThrough(request: object, response: unknown, next: CallHandler): Observable<unknown> {
-    this.cache[countServed]('misses');
+  private passThrough(
+    request: object,
+    response: unknown,
+    next: CallHandler,
+    key: string,
+  ): Observable<unknown> {
+    this.cache[countServed]('misses', key);
     this.mark(response, 'MISS');
     return this.handled(request, next);
   }
@@ -698,7 +703,7 @@ export class CacheInterceptor implements NestInterceptor {
     const http = context.switchToHttp();
     const request = http.getRequest();
     const response = http.getResponse();
-    this.cache[countServed]('misses');
+    this.cache[countServed]('misses', key);
     this.mark(response, 'MISS');
     const replayAs = this.replayAs(context);
     const raw = rawOf(response);
@@ -763,7 +768,7 @@ export class CacheInterceptor implements NestInterceptor {
       // (4xx: not found, forbidden) is the answer, and goes through.
       catchError((error: unknown) => {
         if (!fallback || raw.headersSent || !isServerError(error)) throw error;
-        this.cache[countServed]('stale');
+        this.cache[countServed]('stale', key);
         return of(this.replay(response, fallback.entry, fallback.body, 'STALE'));
       }),
     );

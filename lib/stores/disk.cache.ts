@@ -271,11 +271,13 @@ export class DiskDriver implements CacheDriver {
   private async sweepOnce(budgetMs: number): Promise<DiskSweep> {
     if (this.closed) return { expired: 0, evicted: 0 };
     try {
-      return await this.space.sweep(
+      const done = await this.space.sweep(
         (work) => this.write(work, 0),
         () => this.closed,
         budgetMs,
       );
+      if (done.evicted > 0) this.context.evicted?.(done.evicted);
+      return done;
     } catch (error) {
       // Off the hot path: nobody awaits a sweep but tests; a failure is logged, the next one retries.
       if (!this.closed) {

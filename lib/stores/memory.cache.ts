@@ -48,6 +48,8 @@ export class MemoryDriver implements CacheDriver {
   constructor(
     options: MemoryCacheOptions = {},
     private readonly clock: Clock,
+    /** Told of each entry evicted to stay within max and maxBytes (stats.evictions). */
+    onEvict?: (count: number) => void,
   ) {
     const max = bound('max', options.max ?? DEFAULT_MEMORY_MAX);
     const maxBytes = bound('maxBytes', options.maxBytes ?? defaultMaxBytes());
@@ -62,6 +64,11 @@ export class MemoryDriver implements CacheDriver {
       // lru-cache otherwise reuses one clock reading until a timer clears it, which a busy event
       // loop delays: ttl() right after set(k, v, 1) said 1.08 s. Always ask the clock.
       ttlResolution: 0,
+      ...(onEvict && {
+        dispose: (_bytes: Buffer, _key: string, reason: LRUCache.DisposeReason) => {
+          if (reason === 'evict') onEvict(1);
+        },
+      }),
     });
   }
 
@@ -188,7 +195,11 @@ const TAG_PRUNE_MIN = 1_000;
  */
 export class MemoryCache extends BaseCache {
   constructor(options: BaseCacheOptions & { memory?: MemoryCacheOptions } = {}) {
-    super((context) => new MemoryDriver(options.memory, context.clock), options);
+    super(
+      (context) =>
+        new MemoryDriver(options.memory, context.clock, (count) => context.evicted?.(count)),
+      options,
+    );
   }
 }
 
