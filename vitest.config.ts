@@ -17,6 +17,10 @@ export default defineConfig({
   resolve: {
     alias: [
       {
+        find: /^nest-cache\/terminus$/,
+        replacement: new URL('./lib/terminus/index.ts', import.meta.url).pathname,
+      },
+      {
         find: /^nest-cache\/testing$/,
         replacement: new URL('./lib/testing/index.ts', import.meta.url).pathname,
       },

@@ -322,6 +322,11 @@ export abstract class BaseCache {
     return this.events.on(event, listener);
   }
 
+  /** The backend this cache runs on, as its driver names itself: 'memory', 'redis', 'memcached', 'disk', 'keyv', or a driver of yours. */
+  get backend(): string {
+    return this.driver.name;
+  }
+
   /** The circuit breaker now: closed, open (until when) or half-open, and its thresholds. */
   get breaker(): BreakerState {
     return this.failures.state();

@@ -60,7 +60,7 @@ export class CacheEvents {
   emit<E extends CacheEventName>(event: E, payload: CacheEventMap[E]): void {
     const set = this.listeners.get(event) as Set<CacheListener<E>> | undefined;
     if (!set || set.size === 0) return;
-    for (const listener of [...set]) {
+    for (const listener of set) {
       try {
         listener(payload);
       } catch (error) {

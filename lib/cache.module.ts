@@ -123,14 +123,33 @@ export class CacheModule {
         new CacheableExplorer(name, cache, discovery, modules),
       inject: [cacheToken, DiscoveryService, ModulesContainer],
     };
+    // Not exported: registeredCacheNames() finds it in each CacheModule of the application.
+    const registration: Provider = { provide: REGISTRATION, useValue: { name } };
     return {
       module: CacheModule,
       global: isGlobal === true,
       imports: [DiscoveryModule],
-      providers: [...optionProviders, cacheProvider, closer, explorer],
+      providers: [...optionProviders, cacheProvider, closer, explorer, registration],
       exports: [cacheToken, optionsToken],
     };
   }
+}
+
+/** The token of each registration's record of its cache's name; see registeredCacheNames(). */
+const REGISTRATION = 'nest-cache:registration';
+
+/**
+ * The names of the caches registered in this application (undefined: the default cache), in the
+ * order Nest scanned their modules. For CacheHealthIndicator; not exported from the package.
+ */
+export function registeredCacheNames(modules: ModulesContainer): (string | undefined)[] {
+  const names: (string | undefined)[] = [];
+  for (const module of modules.values()) {
+    if (module.metatype !== CacheModule) continue;
+    const record = module.providers.get(REGISTRATION)?.instance as { name?: string } | undefined;
+    if (record) names.push(record.name);
+  }
+  return names;
 }
 
 function isOptions(options: unknown): options is CacheModuleOptions {

@@ -35,7 +35,7 @@ describe('package manifest', () => {
 
   it('is ESM with an exports map whose entries have types and default, and exist', () => {
     expect(manifest.type).toBe('module');
-    for (const entry of ['.', './testing']) {
+    for (const entry of ['.', './testing', './terminus']) {
       const { types, default: main } = manifest.exports[entry];
       expect(existsSync(join(root, types)), types).toBe(true);
       expect(existsSync(join(root, main)), main).toBe(true);
@@ -69,6 +69,18 @@ describe('package manifest', () => {
     expect(manifest.peerDependenciesMeta.ioredis.optional).toBe(true);
     expect(manifest.dependencies.ioredis).toBeUndefined();
   });
+
+  it('makes @nestjs/terminus an optional peer, imported by nest-cache/terminus only', () => {
+    expect(manifest.peerDependencies['@nestjs/terminus']).toBeDefined();
+    expect(manifest.peerDependenciesMeta['@nestjs/terminus'].optional).toBe(true);
+    expect(manifest.dependencies['@nestjs/terminus']).toBeUndefined();
+    expect(manifest.devDependencies['@nestjs/terminus']).toBeDefined();
+    const terminus = join(root, 'dist/terminus');
+    for (const file of jsFiles(join(root, 'dist'))) {
+      if (file.startsWith(terminus)) continue;
+      expect(readFileSync(file, 'utf8'), file).not.toContain('@nestjs/terminus');
+    }
+  });
 });
 
 describe('npm pack gives a package a separate app installs and uses', () => {
@@ -92,10 +104,19 @@ describe('npm pack gives a package a separate app installs and uses', () => {
       join(modules, 'nest-cache'),
       '--strip-components=1',
     ]);
-    // The app's other dependencies are this repository's installed ones.
+    // The app's other dependencies are this repository's installed ones, but for the optional
+    // @nestjs/terminus: the app starts without it, as a memory-only app would.
     for (const name of readdirSync(join(root, 'node_modules'))) {
-      if (name !== '.bin' && !existsSync(join(modules, name)))
+      if (name === '.bin' || existsSync(join(modules, name))) continue;
+      if (!name.startsWith('@')) {
         symlinkSync(join(root, 'node_modules', name), join(modules, name));
+        continue;
+      }
+      mkdirSync(join(modules, name));
+      for (const scoped of readdirSync(join(root, 'node_modules', name))) {
+        if (`${name}/${scoped}` === '@nestjs/terminus') continue;
+        symlinkSync(join(root, 'node_modules', name, scoped), join(modules, name, scoped));
+      }
     }
   }, 60_000);
 
@@ -149,6 +170,54 @@ describe('npm pack gives a package a separate app installs and uses', () => {
     });
   });
 
+  it('loads nest-cache without @nestjs/terminus; nest-cache/terminus resolves, and needs it', () => {
+    expect(existsSync(join(app, 'node_modules/@nestjs/terminus'))).toBe(false);
+    writeFileSync(
+      join(app, 'no-terminus.mjs'),
+      `const main = await import('nest-cache');
+      const resolved = import.meta.resolve('nest-cache/terminus');
+      const loaded = await import('nest-cache/terminus').then(
+        () => 'loaded',
+        (error) => error.code + ': ' + error.message,
+      );
+      console.log(JSON.stringify({ main: typeof main.CacheModule, resolved, loaded }));`,
+    );
+    const out = execFileSync(process.execPath, ['no-terminus.mjs'], { cwd: app, encoding: 'utf8' });
+    const { main, resolved, loaded } = JSON.parse(out.trim().split('\n').at(-1)!);
+    expect(main).toBe('function');
+    expect(resolved).toMatch(/node_modules\/nest-cache\/dist\/terminus\/index\.js$/);
+    expect(loaded).toMatch(/^ERR_MODULE_NOT_FOUND: .*'@nestjs\/terminus'/);
+  });
+
+  it('runs a health check through nest-cache/terminus once @nestjs/terminus is installed', () => {
+    symlinkSync(
+      join(root, 'node_modules/@nestjs/terminus'),
+      join(app, 'node_modules/@nestjs/terminus'),
+    );
+    writeFileSync(
+      join(app, 'health.mjs'),
+      `import 'reflect-metadata';
+      import { Module } from '@nestjs/common';
+      import { NestFactory } from '@nestjs/core';
+      import { TerminusModule } from '@nestjs/terminus';
+      import { CacheModule } from 'nest-cache';
+      import { CacheHealthIndicator } from 'nest-cache/terminus';
+      class AppModule {}
+      Module({
+        imports: [CacheModule.forRoot({}), TerminusModule.forRoot({ logger: false })],
+        providers: [CacheHealthIndicator],
+      })(AppModule);
+      const app = await NestFactory.createApplicationContext(AppModule, { logger: false });
+      const result = await app.get(CacheHealthIndicator).isHealthy();
+      await app.close();
+      console.log(JSON.stringify(result));`,
+    );
+    const out = execFileSync(process.execPath, ['health.mjs'], { cwd: app, encoding: 'utf8' });
+    expect(JSON.parse(out.trim().split('\n').at(-1)!)).toMatchObject({
+      cache: { status: 'up', caches: [{ name: null, status: 'up', breaker: 'closed' }] },
+    });
+  });
+
   it('ships the built code and the sources its maps point to, and no tests', () => {
     const files = execFileSync('find', ['.', '-type', 'f'], {
       cwd: join(app, 'node_modules/nest-cache'),
@@ -156,6 +225,7 @@ describe('npm pack gives a package a separate app installs and uses', () => {
     });
     expect(files).toContain('./dist/index.js');
     expect(files).toContain('./dist/testing/index.d.ts');
+    expect(files).toContain('./dist/terminus/index.d.ts');
     expect(files).not.toContain('./test/');
     expect(files).not.toContain('./sample/');
   });
