@@ -327,6 +327,12 @@ export abstract class BaseCache {
     return this.driver.name;
   }
 
+  /** One line for the log: the backend and where it keeps entries (never credentials), and the prefix. */
+  describe(): string {
+    const { name, location } = this.driver;
+    return messages.cacheDescribed(name, location, this.prefix);
+  }
+
   /** The circuit breaker now: closed, open (until when) or half-open, and its thresholds. */
   get breaker(): BreakerState {
     return this.failures.state();

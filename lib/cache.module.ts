@@ -1,6 +1,7 @@
 import {
   type DynamicModule,
   type InjectionToken,
+  Logger,
   Module,
   type ModuleMetadata,
   type OptionalFactoryDependency,
@@ -99,14 +100,17 @@ export class CacheModule {
     const optionsToken = getCacheOptionsToken(name);
     const cacheProvider: Provider = {
       provide: cacheToken,
-      useFactory: (options: CacheModuleOptions, modules: ModulesContainer) => {
+      useFactory: async (options: CacheModuleOptions, modules: ModulesContainer) => {
         assertRegisteredOnce(modules, cacheToken, name);
         // A named cache without a prefix of its own gets one: its name.
-        return createCache(
+        const cache = await createCache(
           name !== undefined && isOptions(options) && options.prefix === undefined
             ? { ...options, prefix: name }
             : options,
         );
+        // One line per cache at startup: which backend it really uses (never credentials).
+        new Logger('CacheModule').log(messages.cacheReady(name, cache.describe()));
+        return cache;
       },
       inject: [optionsToken, ModulesContainer],
     };

@@ -30,6 +30,8 @@ export interface DriverEntry {
 export interface CacheDriver {
   /** Names the backend in log lines: 'memory', 'redis'. */
   readonly name: string;
+  /** Where it keeps entries, for the startup log line: 'redis 10.0.0.1:6379'. Never credentials. */
+  readonly location?: string;
   /**
    * Declares that get() hands out the very object it stored, unchanged until the key is written
    * again (with a new object): an in-process store. BaseCache then decodes each entry's envelope

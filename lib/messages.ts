@@ -188,6 +188,12 @@ export const messages = {
   invalidDriver: (driver: unknown, missing: readonly string[]) =>
     `Invalid cache driver ${describe(driver)}: it lacks ${missing.join(', ')}. A driver implements get, set, delete, ttl, close and scan (or clear, for a store that cannot list keys) on full keys and bytes (see the README, "Write your own backend").`,
 
+  cacheDescribed: (backend: string, location: string | undefined, prefix: string) =>
+    `the ${backend} backend${location ? ` (${location})` : ''}, keys under "${prefix}:"`,
+
+  cacheReady: (name: string | undefined, described: string) =>
+    `${name === undefined ? 'The default cache' : `The cache "${name}"`} uses ${described}.`,
+
   listenerFailed: (event: string, reason: string) =>
     `A listener of the cache's "${event}" event threw (${reason}); the cache call went on. Catch errors inside cache.on() listeners.`,
 

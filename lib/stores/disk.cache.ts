@@ -99,6 +99,9 @@ export async function loadLmdb(
  */
 export class DiskDriver implements CacheDriver {
   readonly name = 'disk';
+  get location(): string {
+    return this.store.path;
+  }
   private readonly store: DiskStore;
   private readonly space: DiskSpace;
   private readonly timer: NodeJS.Timeout;

@@ -90,6 +90,10 @@ return 0`;
  */
 export class RedisDriver implements CacheDriver {
   readonly name = 'redis';
+  /** host:port, sentinel group or cluster nodes; never credentials. */
+  get location(): string {
+    return this.connection.target;
+  }
   /**
    * The ioredis client: the one the driver opened (a Cluster for `redis.cluster`), or the one you
    * passed as `redis.client`.
