@@ -30,6 +30,7 @@ import {
   type CacheListener,
 } from './cache-stats.js';
 import { Deadlines } from './deadlines.js';
+import { type CacheTraceContext, type TracedOperation, traces } from './tracing.js';
 import {
   type CacheDriver,
   type DriverEntry,
@@ -434,7 +435,13 @@ export abstract class BaseCache {
   // ---- reads ------------------------------------------------------------------------------
 
   /** The value stored under `key`, or undefined on a miss (a stored null is a hit). Stale entries are misses here. */
-  async get<T = unknown>(key: string): Promise<T | undefined> {
+  get<T = unknown>(key: string): Promise<T | undefined> {
+    const trace = traces.get;
+    if (!trace.hasSubscribers) return this.untracedGet<T>(key);
+    return trace.tracePromise(() => this.untracedGet<T>(key), this.traceContext('get', { key }));
+  }
+
+  private async untracedGet<T = unknown>(key: string): Promise<T | undefined> {
     const full = this.keyFor(key, 'get');
     // Awaited only when pending: on memory, a hit costs no turn of the microtask queue, and one
     // clock reading.
@@ -447,14 +454,29 @@ export abstract class BaseCache {
   }
 
   /** Whether `key` holds a fresh entry. */
-  async has(key: string): Promise<boolean> {
+  has(key: string): Promise<boolean> {
+    const trace = traces.has;
+    if (!trace.hasSubscribers) return this.untracedHas(key);
+    return trace.tracePromise(() => this.untracedHas(key), this.traceContext('has', { key }));
+  }
+
+  private async untracedHas(key: string): Promise<boolean> {
     const full = this.keyFor(key, 'has');
     const entry = await this.readEntry(full);
     return entry !== MISS && this.isFresh(entry);
   }
 
   /** Values for `keys`, in order; undefined where missing (or stale). */
-  async getMany<T = unknown>(keys: string[]): Promise<(T | undefined)[]> {
+  getMany<T = unknown>(keys: string[]): Promise<(T | undefined)[]> {
+    const trace = traces.getMany;
+    if (!trace.hasSubscribers) return this.untracedGetMany<T>(keys);
+    return trace.tracePromise(
+      () => this.untracedGetMany<T>(keys),
+      this.traceContext('getMany', { keys }),
+    );
+  }
+
+  private async untracedGetMany<T = unknown>(keys: string[]): Promise<(T | undefined)[]> {
     const full = this.keysFor(keys, 'getMany');
     const found = await this.attempt('getMany', [], () =>
       this.driver.getMany
@@ -472,7 +494,13 @@ export abstract class BaseCache {
   }
 
   /** Remaining fresh seconds of `key`; null when it never expires; undefined when it is missing or stale. */
-  async ttl(key: string): Promise<number | null | undefined> {
+  ttl(key: string): Promise<number | null | undefined> {
+    const trace = traces.ttl;
+    if (!trace.hasSubscribers) return this.untracedTtl(key);
+    return trace.tracePromise(() => this.untracedTtl(key), this.traceContext('ttl', { key }));
+  }
+
+  private async untracedTtl(key: string): Promise<number | null | undefined> {
     const full = this.keyFor(key, 'ttl');
     const entry = await this.readEntry(full);
     if (entry === MISS || !this.isFresh(entry)) return undefined;
@@ -524,6 +552,14 @@ export abstract class BaseCache {
     return this.leaseOrEntry(this.namespace + storedKey(key), lead);
   }
 
+  /** What a tracing channel's subscribers get of an operation (see CacheTraceContext). */
+  private traceContext(
+    operation: TracedOperation,
+    fields: Pick<CacheTraceContext, 'key' | 'keys' | 'pattern' | 'tags'>,
+  ): CacheTraceContext {
+    return { operation, cache: this.prefix, backend: this.driver.name, ...fields };
+  }
+
   /** See countServed: counts what a [readShared] caller served. */
   [countServed](what: 'hits' | 'misses' | 'stale', key: string): void {
     this.served(what, key);
@@ -537,7 +573,20 @@ export abstract class BaseCache {
    * false when the backend dropped it (unavailable, or the entry is too large); it rejects only
    * for bad input.
    */
-  async set<T>(key: string, value: T, options?: Ttl | SetOptions): Promise<boolean> {
+  set<T>(key: string, value: T, options?: Ttl | SetOptions): Promise<boolean> {
+    const trace = traces.set;
+    if (!trace.hasSubscribers) return this.untracedSet(key, value, options);
+    return trace.tracePromise(
+      () => this.untracedSet(key, value, options),
+      this.traceContext('set', { key }),
+    );
+  }
+
+  private async untracedSet<T>(
+    key: string,
+    value: T,
+    options?: Ttl | SetOptions,
+  ): Promise<boolean> {
     const full = this.keyFor(key, 'set');
     const policy = this.policyFor(options, 'set');
     const bytes = this.encode(key, value);
@@ -545,7 +594,18 @@ export abstract class BaseCache {
   }
 
   /** Stores every entry, or none when one of them is invalid. Resolves true when all were stored. */
-  async setMany<T>(entries: CacheEntry<T>[]): Promise<boolean> {
+  setMany<T>(entries: CacheEntry<T>[]): Promise<boolean> {
+    const trace = traces.setMany;
+    if (!trace.hasSubscribers) return this.untracedSetMany(entries);
+    return trace.tracePromise(
+      () => this.untracedSetMany(entries),
+      this.traceContext('setMany', {
+        keys: Array.isArray(entries) ? entries.map((entry) => entry?.key) : undefined,
+      }),
+    );
+  }
+
+  private async untracedSetMany<T>(entries: CacheEntry<T>[]): Promise<boolean> {
     if (!Array.isArray(entries))
       throw new TypeError('setMany expects an array of { key, value, ttl?, tags? }.');
     const storedAt = this.stamp();
@@ -587,7 +647,13 @@ export abstract class BaseCache {
   }
 
   /** Deletes `key`; resolves whether it existed. */
-  async delete(key: string): Promise<boolean> {
+  delete(key: string): Promise<boolean> {
+    const trace = traces.delete;
+    if (!trace.hasSubscribers) return this.untracedDelete(key);
+    return trace.tracePromise(() => this.untracedDelete(key), this.traceContext('delete', { key }));
+  }
+
+  private async untracedDelete(key: string): Promise<boolean> {
     const full = this.keyFor(key, 'delete');
     this.valueFlightsInvalidate((k) => k === key);
     const count = await this.remove([full]);
@@ -596,7 +662,16 @@ export abstract class BaseCache {
   }
 
   /** Deletes `keys`; resolves how many existed. */
-  async deleteMany(keys: string[]): Promise<number> {
+  deleteMany(keys: string[]): Promise<number> {
+    const trace = traces.deleteMany;
+    if (!trace.hasSubscribers) return this.untracedDeleteMany(keys);
+    return trace.tracePromise(
+      () => this.untracedDeleteMany(keys),
+      this.traceContext('deleteMany', { keys }),
+    );
+  }
+
+  private async untracedDeleteMany(keys: string[]): Promise<number> {
     const full = this.keysFor(keys, 'deleteMany');
     const doomed = new Set(keys);
     this.valueFlightsInvalidate((k) => doomed.has(k));
@@ -610,7 +685,16 @@ export abstract class BaseCache {
    * the keys as you wrote them: `*` any run of characters, `?` one, `[abc]`, `[a-z]`, `[^a]`,
    * `\` escapes. Walks the namespace (SCAN on Redis, never KEYS). Resolves how many were deleted.
    */
-  async deleteByPattern(pattern: string): Promise<number> {
+  deleteByPattern(pattern: string): Promise<number> {
+    const trace = traces.deleteByPattern;
+    if (!trace.hasSubscribers) return this.untracedDeleteByPattern(pattern);
+    return trace.tracePromise(
+      () => this.untracedDeleteByPattern(pattern),
+      this.traceContext('deleteByPattern', { pattern }),
+    );
+  }
+
+  private async untracedDeleteByPattern(pattern: string): Promise<number> {
     this.assertOpen('deleteByPattern');
     const glob = compileGlob(pattern);
     this.valueFlightsInvalidate((key) => glob.regex.test(key));
@@ -673,7 +757,16 @@ export abstract class BaseCache {
    * Invalidates every entry tagged with one of `tags`, in every process sharing the backend: they
    * are misses from now on. Costs one write per tag, whatever the number of entries.
    */
-  async invalidateTags(tags: string[]): Promise<void> {
+  invalidateTags(tags: string[]): Promise<void> {
+    const trace = traces.invalidateTags;
+    if (!trace.hasSubscribers) return this.untracedInvalidateTags(tags);
+    return trace.tracePromise(
+      () => this.untracedInvalidateTags(tags),
+      this.traceContext('invalidateTags', { tags }),
+    );
+  }
+
+  private async untracedInvalidateTags(tags: string[]): Promise<void> {
     this.assertOpen('invalidateTags');
     const valid = validTags(tags, 'invalidateTags');
     if (valid.length === 0) return;
@@ -708,7 +801,13 @@ export abstract class BaseCache {
   }
 
   /** Removes every key of this cache's namespace (and its tag records), and only those. */
-  async clear(): Promise<void> {
+  clear(): Promise<void> {
+    const trace = traces.clear;
+    if (!trace.hasSubscribers) return this.untracedClear();
+    return trace.tracePromise(() => this.untracedClear(), this.traceContext('clear', {}));
+  }
+
+  private async untracedClear(): Promise<void> {
     this.assertOpen('clear');
     this.valueFlightsInvalidate(() => true);
     this.forgetAll();
@@ -737,7 +836,16 @@ export abstract class BaseCache {
    * calls keep its expiry). Resolves undefined when the backend is unavailable. Rejects with
    * NotACounterError when `by` is not a safe integer or the key holds another value.
    */
-  async increment(key: string, by = 1, ttl?: Ttl): Promise<number | undefined> {
+  increment(key: string, by = 1, ttl?: Ttl): Promise<number | undefined> {
+    const trace = traces.increment;
+    if (!trace.hasSubscribers) return this.untracedIncrement(key, by, ttl);
+    return trace.tracePromise(
+      () => this.untracedIncrement(key, by, ttl),
+      this.traceContext('increment', { key }),
+    );
+  }
+
+  private async untracedIncrement(key: string, by = 1, ttl?: Ttl): Promise<number | undefined> {
     const full = this.keyFor(key, 'increment');
     if (typeof by !== 'number' || !Number.isSafeInteger(by)) {
       throw new NotACounterError(messages.invalidIncrement(key, by));
@@ -771,7 +879,20 @@ export abstract class BaseCache {
    * rejects every waiter and caches nothing (unless a stale value may be served instead, see
    * staleIfError). A factory that returns undefined caches nothing.
    */
-  async getOrSet<T>(
+  getOrSet<T>(
+    key: string,
+    factory: () => T | PromiseLike<T>,
+    options?: Ttl | GetOrSetOptions,
+  ): Promise<T> {
+    const trace = traces.getOrSet;
+    if (!trace.hasSubscribers) return this.untracedGetOrSet(key, factory, options);
+    return trace.tracePromise(
+      () => this.untracedGetOrSet(key, factory, options),
+      this.traceContext('getOrSet', { key }),
+    );
+  }
+
+  private async untracedGetOrSet<T>(
     key: string,
     factory: () => T | PromiseLike<T>,
     options?: Ttl | GetOrSetOptions,

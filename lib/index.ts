@@ -36,6 +36,7 @@ export {
 } from './base-cache.js';
 export type { CacheDriver, DriverEntry, MaybePromise, Step } from './driver.js';
 export type { BreakerState } from './failure-policy.js';
+export { TRACED, type CacheTraceContext, type TracedOperation } from './tracing.js';
 export {
   CacheCounters,
   type CacheEventMap,
