@@ -35,7 +35,7 @@ export interface CacheModuleOptions extends BaseCacheOptions {
    * @default 'memory'
    */
   backend?: CacheBackend;
-  /** Bounds of the memory backend. @default { max: 10000 } */
+  /** Bounds of the memory backend. @default { max: 10000, maxBytes: 256 MiB (or a quarter of the V8 heap limit when smaller) } */
   memory?: MemoryCacheOptions;
   /**
    * Connection of the redis backend: `{ url }`, ioredis options (host, port, db, username,

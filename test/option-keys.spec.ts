@@ -22,6 +22,12 @@ describe('unknown keys in a backend option', () => {
     expect(message).toContain('path, maxSize');
   });
 
+  it('memory: "maxEntries" for "max"', async () => {
+    const message = await refused({ memory: { maxEntries: 5 } as never });
+    expect(message).toContain('"memory.maxEntries"');
+    expect(message).toContain('max, maxBytes');
+  });
+
   it('keyv: "disconect" for "disconnect"', async () => {
     const message = await refused({
       backend: 'keyv',

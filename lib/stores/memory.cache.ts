@@ -1,5 +1,6 @@
 import { getHeapStatistics } from 'node:v8';
 import { LRUCache } from 'lru-cache';
+import { knownKeysOnly } from '../option-keys.js';
 import { BaseCache, type BaseCacheOptions } from '../base-cache.js';
 import { DEFAULT_MEMORY_MAX, DEFAULT_MEMORY_MAX_BYTES, SCAN_BATCH } from '../cache.constants.js';
 import type { Clock } from '../clock.js';
@@ -51,6 +52,8 @@ export class MemoryDriver implements CacheDriver {
     /** Told of each entry evicted to stay within max and maxBytes (stats.evictions). */
     onEvict?: (count: number) => void,
   ) {
+    // A misspelt bound (maxEntries) would leave the default in force without a word.
+    knownKeysOnly('memory', options, ['max', 'maxBytes']);
     const max = bound('max', options.max ?? DEFAULT_MEMORY_MAX);
     const maxBytes = bound('maxBytes', options.maxBytes ?? defaultMaxBytes());
     this.maxEntryBytes = maxBytes;
