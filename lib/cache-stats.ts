@@ -27,7 +27,9 @@ export interface CacheEventMap {
   breakerClose: Record<string, never>;
 }
 
+/** The events `cache.on()` takes: 'hit', 'miss', 'stale', 'set', 'delete', 'error', 'breakerOpen', 'breakerClose'. */
 export type CacheEventName = keyof CacheEventMap;
+/** A listener of one event, given what that event carries (see CacheEventMap). */
 export type CacheListener<E extends CacheEventName> = (event: CacheEventMap[E]) => void;
 
 /**

@@ -41,6 +41,7 @@ export const TRACED = [
   'getOrSet',
 ] as const;
 
+/** One of TRACED: the operation a tracing channel is named after ('get' traces on nest-cache:get). */
 export type TracedOperation = (typeof TRACED)[number];
 
 /** The tracing channel of each operation. */

@@ -1,6 +1,7 @@
 import { InvalidTtlError } from './errors.js';
 import { messages } from './messages.js';
 
+/** The units a Ttl string may carry: milliseconds, seconds, minutes, hours, days ('500ms', '5m'). */
 export type TtlUnit = 'ms' | 's' | 'm' | 'h' | 'd';
 
 /**
