@@ -18,7 +18,7 @@ import {
   REDIS_RAW,
 } from './fixtures.js';
 import type { BackendsReport } from './store-backends.js';
-import type { StoreOperation, StoreReport } from './store-ops.js';
+import type { OverheadSubject, StoreOperation, StoreReport } from './store-ops.js';
 
 export interface HttpSample {
   requestsPerSecond: number;
@@ -250,6 +250,15 @@ export function evaluateTargets(results: Omit<Results, 'targets'>): Target[] {
       measured: medianRatio(store('memory', MAP_AWAITED, 'get'), memoryGet),
     },
   );
+  // What metrics and tracing cost a memory get HIT: the same get, side by side, with metrics: false.
+  for (const { subject, label, goal } of OVERHEAD_ROWS) {
+    if (goal === undefined) continue;
+    atLeast(
+      `memory get HIT, ${label} / metrics: false`,
+      overheadRatio(results.store, subject),
+      goal,
+    );
+  }
   atLeast(
     'Redis get, 100 callers / raw ioredis',
     medianRatio(store('redis', 'nest-cache', 'get'), store('redis', REDIS_CEILING, 'get')),
@@ -313,6 +322,37 @@ export function fleetLabel(series: FleetSeries): string {
   const setup = `${LIBRARY_LABELS[series.library]} ${series.backend === 'redis' ? 'Redis' : series.backend}`;
   if (series.distributedSingleFlight) return `${setup} with distributedSingleFlight`;
   return series.library === 'nest-cache' ? `${setup}, single-flight per process` : setup;
+}
+
+/** The rows of the metrics and tracing overhead table, and the targets of two of them. */
+const OVERHEAD_ROWS: { subject: OverheadSubject; label: string; goal?: number }[] = [
+  { subject: 'nest-cache, metrics: false', label: 'metrics: false' },
+  { subject: 'nest-cache', label: 'metrics on, no SDK registered (the default)', goal: 0.99 },
+  {
+    subject: 'nest-cache, SDK MeterProvider',
+    label: 'metrics on, an SDK MeterProvider',
+    goal: 0.95,
+  },
+  {
+    subject: 'nest-cache, tracing subscriber',
+    label: 'metrics: false, a nest-cache:get tracing subscriber',
+  },
+];
+const OVERHEAD_BASE: OverheadSubject = 'nest-cache, metrics: false';
+
+/** A memory get HIT of `subject` over the same get with metrics: false (median of the rounds' ratios). */
+function overheadRatio(store: StoreReport, subject: OverheadSubject): number {
+  return medianRatio(store.memory[subject]?.get ?? [], store.memory[OVERHEAD_BASE]?.get ?? []);
+}
+
+function overheadTable(store: StoreReport): string {
+  const rows = OVERHEAD_ROWS.map(({ subject, label, goal }) => [
+    label,
+    rate(median(store.memory[subject]?.get ?? [])),
+    ratio(overheadRatio(store, subject)),
+    goal === undefined ? '' : `${goal.toFixed(2)}x`,
+  ]);
+  return table(['memory get HIT', 'calls/s', '/ metrics: false', 'target'], rows);
 }
 
 export const MEMORY_CEILING = 'lru-cache (sync, no copy)';
@@ -447,6 +487,14 @@ export function markdown(results: Results): string {
   lines.push('');
   lines.push(storeTable(results.store));
   lines.push('');
+  lines.push('## Metrics and tracing overhead (calls/s)');
+  lines.push('');
+  lines.push(
+    'A memory get HIT of four caches read side by side in each round, against the same get with `metrics: false`: the default (metrics on through the global MeterProvider, a no-op with no SDK registered), metrics through an @opentelemetry/sdk-metrics MeterProvider whose reader never exports during the run, and a do-nothing subscriber of every event of the `nest-cache:get` tracing channel (subscribed only while its row runs).',
+  );
+  lines.push('');
+  lines.push(overheadTable(results.store));
+  lines.push('');
   lines.push('## Store operations of the other backends (calls/s)');
   lines.push('');
   lines.push(
@@ -570,6 +618,8 @@ function storeTable(store: StoreReport): string {
       MEMORY_INCUMBENT,
       REDIS_CEILING,
       REDIS_INCUMBENT,
+      // In the metrics and tracing overhead table.
+      ...OVERHEAD_ROWS.map((row) => row.subject),
     ]);
     for (const [subject, ops] of Object.entries(store[backend])) {
       if (main.has(subject)) continue;

@@ -6,12 +6,14 @@
  * Settings: BENCH_STORE (JSON StoreSettings); REDIS_URL.
  */
 import 'reflect-metadata';
+import { tracingChannel } from 'node:diagnostics_channel';
 import { Injectable, Logger, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import { createCache as createCacheManager } from 'cache-manager';
 import { createKeyv } from '@keyv/redis';
+import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import {
   Cacheable,
   CacheModule,
@@ -41,6 +43,17 @@ export const STORE_OPERATIONS: StoreOperation[] = [
   '@Cacheable hit',
   'get, one hot key',
 ];
+
+/**
+ * The memory get HIT subjects that measure what metrics and tracing cost, each against
+ * 'nest-cache, metrics: false': 'nest-cache' is the default (metrics on, no SDK registered: the
+ * global no-op MeterProvider).
+ */
+export type OverheadSubject =
+  | 'nest-cache, metrics: false'
+  | 'nest-cache'
+  | 'nest-cache, SDK MeterProvider'
+  | 'nest-cache, tracing subscriber';
 
 /** Calls per second of every subject and operation, one sample per round. */
 export interface StoreReport {
@@ -102,19 +115,44 @@ async function measure(
   return samples;
 }
 
+/** An SDK reader that never exports: what recording costs, without the export. */
+class IdleReader extends MetricReader {
+  protected override async onForceFlush(): Promise<void> {}
+  protected override async onShutdown(): Promise<void> {}
+}
+
+/** A subscriber of every event of the nest-cache:get tracing channel, doing nothing. */
+const getSubscriber = {
+  start() {},
+  end() {},
+  asyncStart() {},
+  asyncEnd() {},
+  error() {},
+};
+
 async function memory(): Promise<StoreReport['memory']> {
   const lru = new LRUCache<string, object>({ max: 10_000, ttl: TTL_SECONDS * 1_000 });
   const map = new Map<string, object>();
   const ours = new MemoryCache({ ttl: TTL_SECONDS });
+  // The overhead rows: each a cache of its own, all read side by side with `ours` (the default).
+  const meterProvider = new MeterProvider({ readers: [new IdleReader()] });
+  const bare = new MemoryCache({ ttl: TTL_SECONDS, metrics: false });
+  const withSdk = new MemoryCache({ ttl: TTL_SECONDS, metrics: { meterProvider } });
+  const traced = new MemoryCache({ ttl: TTL_SECONDS, metrics: false });
   const incumbent = createCacheManager({ ttl: TTL_SECONDS * 1_000 });
   for (const key of keys) {
     lru.set(key, storeValue);
     map.set(key, storeValue);
-    await ours.set(key, storeValue);
+    for (const cache of [ours, bare, withSdk, traced]) await cache.set(key, storeValue);
     await incumbent.set(key, storeValue);
   }
   const build = () => storeValue;
   const app = await cacheableApp({ backend: 'memory', ttl: TTL_SECONDS }, ['k0']);
+  const overhead: Record<Exclude<OverheadSubject, 'nest-cache'>, MemoryCache> = {
+    'nest-cache, metrics: false': bare,
+    'nest-cache, SDK MeterProvider': withSdk,
+    'nest-cache, tracing subscriber': traced,
+  };
   const subjects: Record<string, Subject> = {
     'lru-cache (sync, no copy)': {
       get: () => lru.get('k0'),
@@ -130,6 +168,9 @@ async function memory(): Promise<StoreReport['memory']> {
       'getOrSet hit': () => ours.getOrSet('k0', build),
       '@Cacheable hit': () => app.reports.find('k0'),
     },
+    ...Object.fromEntries(
+      Object.entries(overhead).map(([name, cache]) => [name, { get: () => cache.get('k0') }]),
+    ),
     'cache-manager': {
       get: () => incumbent.get('k0'),
       set: () => incumbent.set('k0', storeValue),
@@ -139,10 +180,24 @@ async function memory(): Promise<StoreReport['memory']> {
       '@Cacheable hit': () => incumbent.wrap('k0', build),
     },
   };
-  const samples = await measure(subjects, async (name, op) =>
-    name.includes('sync,') ? syncRate(op, settings.memoryMs) : asyncRate(op, 1, settings.memoryMs),
-  );
-  await Promise.all([ours.close(), app.close()]);
+  const getChannel = tracingChannel('nest-cache:get');
+  const samples = await measure(subjects, async (name, op) => {
+    if (name.includes('sync,')) return syncRate(op, settings.memoryMs);
+    // The channel is global: subscribed only while its own row runs.
+    if (name !== 'nest-cache, tracing subscriber') return asyncRate(op, 1, settings.memoryMs);
+    getChannel.subscribe(getSubscriber);
+    try {
+      return await asyncRate(op, 1, settings.memoryMs);
+    } finally {
+      getChannel.unsubscribe(getSubscriber);
+    }
+  });
+  await Promise.all([
+    ours.close(),
+    app.close(),
+    ...Object.values(overhead).map((cache) => cache.close()),
+  ]);
+  await meterProvider.shutdown();
   return samples;
 }
 

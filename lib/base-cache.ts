@@ -32,6 +32,13 @@ import {
 import { Deadlines } from './deadlines.js';
 import { type CacheTraceContext, type TracedOperation, traces } from './tracing.js';
 import {
+  CacheMetrics,
+  type CacheMetricsOptions,
+  cacheName,
+  metricsSettings,
+  type ServedBy,
+} from './metrics.js';
+import {
   type CacheDriver,
   type DriverEntry,
   isPending,
@@ -128,6 +135,21 @@ export interface BaseCacheOptions {
    * @default false
    */
   distributedSingleFlight?: boolean;
+  /**
+   * What this cache is called in its metrics (`cache.name`). CacheModule sets it to the name it
+   * registers the cache under.
+   * @default 'default'
+   */
+  name?: string;
+  /**
+   * OpenTelemetry metrics (see README, "Metrics"): hits, misses, stale entries and errors, and
+   * how long each operation took, through `metrics.getMeterProvider()` of @opentelemetry/api (a
+   * no-op, costing nothing, until the app registers an SDK before it creates the cache) or
+   * `meterProvider`. `keyGroup` adds a `cache.key_group` attribute (1000 groups at most). false:
+   * none.
+   * @default true
+   */
+  metrics?: boolean | CacheMetricsOptions;
 }
 
 /** How an entry is written: set()'s third argument (a Ttl alone also works). */
@@ -354,6 +376,8 @@ export abstract class BaseCache {
   /** Where this cache's time comes from. */
   readonly clock: Clock;
   private readonly failures: FailurePolicy;
+  /** See BaseCacheOptions.metrics. */
+  private readonly metrics: CacheMetrics;
   /** Bounds every backend call by operationTimeout, with one timer. */
   private readonly deadlines: Deadlines;
   /** Single-flights by scope; see singleFlight(). getOrSet's are 'nest-cache:values'. */
@@ -398,6 +422,8 @@ export abstract class BaseCache {
     this.maxValueBytes = validMaxValueBytes(options.maxValueBytes);
     // Checked before the driver opens anything, so that a bad value never leaks a connection.
     const fleet = validFleet(options.distributedSingleFlight);
+    const metrics = metricsSettings(options.metrics);
+    const name = cacheName(options.name);
     this.serializer = options.serializer ?? defaultSerializer;
     this.clock = validClock(options.clock ?? systemClock);
     this.logger = new Logger(this.constructor.name);
@@ -430,15 +456,23 @@ export abstract class BaseCache {
     );
     this.leaseMs = Math.max(1, Math.ceil(this.getOrSetTimeoutMs / LEASE_SHARE));
     this.fleet = fleetOption(fleet, this.driver);
+    // Last: nothing after it can throw and leave its callback registered with the meter.
+    this.metrics = new CacheMetrics(metrics, name, this.driver.name, (message) =>
+      this.failures.warn(message),
+    );
   }
 
   // ---- reads ------------------------------------------------------------------------------
 
   /** The value stored under `key`, or undefined on a miss (a stored null is a hit). Stale entries are misses here. */
   get<T = unknown>(key: string): Promise<T | undefined> {
-    const trace = traces.get;
-    if (!trace.hasSubscribers) return this.untracedGet<T>(key);
-    return trace.tracePromise(() => this.untracedGet<T>(key), this.traceContext('get', { key }));
+    if (!traces.get.hasSubscribers && !this.metrics.timing) return this.untracedGet<T>(key);
+    return this.observed(
+      'get',
+      key,
+      () => this.untracedGet<T>(key),
+      () => ({ key }),
+    );
   }
 
   private async untracedGet<T = unknown>(key: string): Promise<T | undefined> {
@@ -448,16 +482,21 @@ export abstract class BaseCache {
     const now = this.clock.now();
     const read = this.readEntry(full, now);
     const entry = read instanceof Promise ? await read : read;
-    if (entry === MISS || !this.isFresh(entry, now)) return this.tally(undefined, 'misses', key);
+    if (entry === MISS || !this.isFresh(entry, now))
+      return this.tally(undefined, 'misses', key, 'get');
     const value = this.valueOf(full, entry);
-    return value === MISS ? undefined : (this.tally(value, 'hits', key) as T);
+    return value === MISS ? undefined : (this.tally(value, 'hits', key, 'get') as T);
   }
 
   /** Whether `key` holds a fresh entry. */
   has(key: string): Promise<boolean> {
-    const trace = traces.has;
-    if (!trace.hasSubscribers) return this.untracedHas(key);
-    return trace.tracePromise(() => this.untracedHas(key), this.traceContext('has', { key }));
+    if (!traces.has.hasSubscribers && !this.metrics.timing) return this.untracedHas(key);
+    return this.observed(
+      'has',
+      key,
+      () => this.untracedHas(key),
+      () => ({ key }),
+    );
   }
 
   private async untracedHas(key: string): Promise<boolean> {
@@ -468,11 +507,13 @@ export abstract class BaseCache {
 
   /** Values for `keys`, in order; undefined where missing (or stale). */
   getMany<T = unknown>(keys: string[]): Promise<(T | undefined)[]> {
-    const trace = traces.getMany;
-    if (!trace.hasSubscribers) return this.untracedGetMany<T>(keys);
-    return trace.tracePromise(
+    if (!traces.getMany.hasSubscribers && !this.metrics.timing)
+      return this.untracedGetMany<T>(keys);
+    return this.observed(
+      'getMany',
+      undefined,
       () => this.untracedGetMany<T>(keys),
-      this.traceContext('getMany', { keys }),
+      () => ({ keys }),
     );
   }
 
@@ -484,20 +525,27 @@ export abstract class BaseCache {
         : Promise.all(full.map(async (key) => this.driver.get(key))),
     );
     return Promise.all(
-      full.map(async (key, i) => {
-        const entry = await this.opened(key, found[i]);
-        if (entry === MISS || !this.isFresh(entry)) return this.tally(undefined, 'misses', key);
-        const value = this.valueOf(key, entry);
-        return value === MISS ? undefined : (this.tally(value, 'hits', key) as T);
+      full.map(async (stored, i) => {
+        // Counted under the key as given (listeners and key groups see no prefix).
+        const key = keys[i]!;
+        const entry = await this.opened(stored, found[i]);
+        if (entry === MISS || !this.isFresh(entry))
+          return this.tally(undefined, 'misses', key, 'getMany');
+        const value = this.valueOf(stored, entry);
+        return value === MISS ? undefined : (this.tally(value, 'hits', key, 'getMany') as T);
       }),
     );
   }
 
   /** Remaining fresh seconds of `key`; null when it never expires; undefined when it is missing or stale. */
   ttl(key: string): Promise<number | null | undefined> {
-    const trace = traces.ttl;
-    if (!trace.hasSubscribers) return this.untracedTtl(key);
-    return trace.tracePromise(() => this.untracedTtl(key), this.traceContext('ttl', { key }));
+    if (!traces.ttl.hasSubscribers && !this.metrics.timing) return this.untracedTtl(key);
+    return this.observed(
+      'ttl',
+      key,
+      () => this.untracedTtl(key),
+      () => ({ key }),
+    );
   }
 
   private async untracedTtl(key: string): Promise<number | null | undefined> {
@@ -552,6 +600,24 @@ export abstract class BaseCache {
     return this.leaseOrEntry(this.namespace + storedKey(key), lead);
   }
 
+  /**
+   * Runs an operation traced (when its channel has subscribers: see tracing.ts) and timed (when
+   * metrics record durations). The public methods call it only when one of the two is on: then
+   * what it allocates costs little beside what a subscriber or an SDK costs.
+   */
+  private observed<T>(
+    operation: TracedOperation,
+    key: string | undefined,
+    run: () => Promise<T>,
+    fields: () => Pick<CacheTraceContext, 'key' | 'keys' | 'pattern' | 'tags'>,
+  ): Promise<T> {
+    const trace = traces[operation];
+    const call = trace.hasSubscribers
+      ? () => trace.tracePromise(run, this.traceContext(operation, fields()))
+      : run;
+    return this.metrics.timing ? this.metrics.timed(operation, key, call) : call();
+  }
+
   /** What a tracing channel's subscribers get of an operation (see CacheTraceContext). */
   private traceContext(
     operation: TracedOperation,
@@ -562,7 +628,7 @@ export abstract class BaseCache {
 
   /** See countServed: counts what a [readShared] caller served. */
   [countServed](what: 'hits' | 'misses' | 'stale', key: string): void {
-    this.served(what, key);
+    this.served(what, key, 'interceptor');
   }
 
   // ---- writes -----------------------------------------------------------------------------
@@ -574,11 +640,13 @@ export abstract class BaseCache {
    * for bad input.
    */
   set<T>(key: string, value: T, options?: Ttl | SetOptions): Promise<boolean> {
-    const trace = traces.set;
-    if (!trace.hasSubscribers) return this.untracedSet(key, value, options);
-    return trace.tracePromise(
+    if (!traces.set.hasSubscribers && !this.metrics.timing)
+      return this.untracedSet(key, value, options);
+    return this.observed(
+      'set',
+      key,
       () => this.untracedSet(key, value, options),
-      this.traceContext('set', { key }),
+      () => ({ key }),
     );
   }
 
@@ -595,11 +663,13 @@ export abstract class BaseCache {
 
   /** Stores every entry, or none when one of them is invalid. Resolves true when all were stored. */
   setMany<T>(entries: CacheEntry<T>[]): Promise<boolean> {
-    const trace = traces.setMany;
-    if (!trace.hasSubscribers) return this.untracedSetMany(entries);
-    return trace.tracePromise(
+    if (!traces.setMany.hasSubscribers && !this.metrics.timing)
+      return this.untracedSetMany(entries);
+    return this.observed(
+      'setMany',
+      undefined,
       () => this.untracedSetMany(entries),
-      this.traceContext('setMany', {
+      () => ({
         keys: Array.isArray(entries) ? entries.map((entry) => entry?.key) : undefined,
       }),
     );
@@ -648,9 +718,13 @@ export abstract class BaseCache {
 
   /** Deletes `key`; resolves whether it existed. */
   delete(key: string): Promise<boolean> {
-    const trace = traces.delete;
-    if (!trace.hasSubscribers) return this.untracedDelete(key);
-    return trace.tracePromise(() => this.untracedDelete(key), this.traceContext('delete', { key }));
+    if (!traces.delete.hasSubscribers && !this.metrics.timing) return this.untracedDelete(key);
+    return this.observed(
+      'delete',
+      key,
+      () => this.untracedDelete(key),
+      () => ({ key }),
+    );
   }
 
   private async untracedDelete(key: string): Promise<boolean> {
@@ -663,11 +737,13 @@ export abstract class BaseCache {
 
   /** Deletes `keys`; resolves how many existed. */
   deleteMany(keys: string[]): Promise<number> {
-    const trace = traces.deleteMany;
-    if (!trace.hasSubscribers) return this.untracedDeleteMany(keys);
-    return trace.tracePromise(
+    if (!traces.deleteMany.hasSubscribers && !this.metrics.timing)
+      return this.untracedDeleteMany(keys);
+    return this.observed(
+      'deleteMany',
+      undefined,
       () => this.untracedDeleteMany(keys),
-      this.traceContext('deleteMany', { keys }),
+      () => ({ keys }),
     );
   }
 
@@ -686,11 +762,13 @@ export abstract class BaseCache {
    * `\` escapes. Walks the namespace (SCAN on Redis, never KEYS). Resolves how many were deleted.
    */
   deleteByPattern(pattern: string): Promise<number> {
-    const trace = traces.deleteByPattern;
-    if (!trace.hasSubscribers) return this.untracedDeleteByPattern(pattern);
-    return trace.tracePromise(
+    if (!traces.deleteByPattern.hasSubscribers && !this.metrics.timing)
+      return this.untracedDeleteByPattern(pattern);
+    return this.observed(
+      'deleteByPattern',
+      undefined,
       () => this.untracedDeleteByPattern(pattern),
-      this.traceContext('deleteByPattern', { pattern }),
+      () => ({ pattern }),
     );
   }
 
@@ -758,11 +836,13 @@ export abstract class BaseCache {
    * are misses from now on. Costs one write per tag, whatever the number of entries.
    */
   invalidateTags(tags: string[]): Promise<void> {
-    const trace = traces.invalidateTags;
-    if (!trace.hasSubscribers) return this.untracedInvalidateTags(tags);
-    return trace.tracePromise(
+    if (!traces.invalidateTags.hasSubscribers && !this.metrics.timing)
+      return this.untracedInvalidateTags(tags);
+    return this.observed(
+      'invalidateTags',
+      undefined,
       () => this.untracedInvalidateTags(tags),
-      this.traceContext('invalidateTags', { tags }),
+      () => ({ tags }),
     );
   }
 
@@ -802,9 +882,13 @@ export abstract class BaseCache {
 
   /** Removes every key of this cache's namespace (and its tag records), and only those. */
   clear(): Promise<void> {
-    const trace = traces.clear;
-    if (!trace.hasSubscribers) return this.untracedClear();
-    return trace.tracePromise(() => this.untracedClear(), this.traceContext('clear', {}));
+    if (!traces.clear.hasSubscribers && !this.metrics.timing) return this.untracedClear();
+    return this.observed(
+      'clear',
+      undefined,
+      () => this.untracedClear(),
+      () => ({}),
+    );
   }
 
   private async untracedClear(): Promise<void> {
@@ -837,11 +921,13 @@ export abstract class BaseCache {
    * NotACounterError when `by` is not a safe integer or the key holds another value.
    */
   increment(key: string, by = 1, ttl?: Ttl): Promise<number | undefined> {
-    const trace = traces.increment;
-    if (!trace.hasSubscribers) return this.untracedIncrement(key, by, ttl);
-    return trace.tracePromise(
+    if (!traces.increment.hasSubscribers && !this.metrics.timing)
+      return this.untracedIncrement(key, by, ttl);
+    return this.observed(
+      'increment',
+      key,
       () => this.untracedIncrement(key, by, ttl),
-      this.traceContext('increment', { key }),
+      () => ({ key }),
     );
   }
 
@@ -884,11 +970,13 @@ export abstract class BaseCache {
     factory: () => T | PromiseLike<T>,
     options?: Ttl | GetOrSetOptions,
   ): Promise<T> {
-    const trace = traces.getOrSet;
-    if (!trace.hasSubscribers) return this.untracedGetOrSet(key, factory, options);
-    return trace.tracePromise(
+    if (!traces.getOrSet.hasSubscribers && !this.metrics.timing)
+      return this.untracedGetOrSet(key, factory, options);
+    return this.observed(
+      'getOrSet',
+      key,
       () => this.untracedGetOrSet(key, factory, options),
-      this.traceContext('getOrSet', { key }),
+      () => ({ key }),
     );
   }
 
@@ -909,12 +997,12 @@ export abstract class BaseCache {
     if (entry !== MISS) {
       if (this.isFresh(entry, now)) {
         const value = this.valueOf(full, entry);
-        if (value !== MISS) return this.tally(value, 'hits', key) as T;
+        if (value !== MISS) return this.tally(value, 'hits', key, 'getOrSet') as T;
       } else if (staleFor(entry, now) < policy.swrMs) {
         const value = this.valueOf(full, entry);
         if (value !== MISS) {
           this.refresh(key, full, factory, policy);
-          return this.tally(value, 'stale', key) as T;
+          return this.tally(value, 'stale', key, 'getOrSet') as T;
         }
       } else if (staleFor(entry, now) < policy.sieMs) fallback = entry;
     }
@@ -927,15 +1015,15 @@ export abstract class BaseCache {
         ? await landingWithin(flight.landing, policy.softMs)
         : await flight.landing;
     if (landing.kind === 'value') {
-      this.served('misses', key);
+      this.served('misses', key, 'getOrSet');
       // Each caller decodes its own copy, so one caller mutating its value cannot change another's.
       return this.serializer.deserialize(landing.value) as T;
     }
     if (fallback && landing.kind !== 'empty' && landing.kind !== 'unshareable') {
       const value = this.valueOf(full, fallback);
-      if (value !== MISS) return this.tally(value, 'stale', key) as T;
+      if (value !== MISS) return this.tally(value, 'stale', key, 'getOrSet') as T;
     }
-    this.served('misses', key);
+    this.served('misses', key, 'getOrSet');
     switch (landing.kind) {
       case 'empty':
       case 'unshareable':
@@ -1009,6 +1097,8 @@ export abstract class BaseCache {
         );
       } catch (error) {
         this.failure('close', error);
+      } finally {
+        this.metrics.close();
       }
     })();
     return this.closing;
@@ -1054,7 +1144,7 @@ export abstract class BaseCache {
     bounded = true,
   ): Promise<T> {
     if (this.failures.isOpen()) {
-      this.stats.errors += 1;
+      this.skipped(operation);
       return fallback;
     }
     try {
@@ -1169,7 +1259,10 @@ export abstract class BaseCache {
       return this.serializer.deserialize(entry.body);
     } catch (error) {
       // A corrupt entry (written by another program, or an older format) is a miss, and is removed.
-      this.failures.warn(messages.corruptEntry(full, reasonOf(error)));
+      // The error's kind only: a serializer's message may quote the bytes (JSON.parse does).
+      const kind =
+        error instanceof Error ? `the serializer threw ${error.name}` : 'the serializer threw';
+      this.failures.warn(messages.corruptEntry(full, kind));
       void this.remove([full]);
       return MISS;
     }
@@ -1192,7 +1285,7 @@ export abstract class BaseCache {
    */
   private readBytes(full: string): ReadBytes | Promise<ReadBytes> {
     if (this.failures.isOpen()) {
-      this.stats.errors += 1;
+      this.skipped('get');
       return FAILED;
     }
     // Concurrent reads of one key share the backend call in flight (a hot key under load is read
@@ -1256,15 +1349,19 @@ export abstract class BaseCache {
   };
 
   /** Counts what one caller got, and hands it on. */
-  private tally<T>(value: T, what: 'hits' | 'misses' | 'stale', key: string): T {
-    this.served(what, key);
+  private tally<T>(value: T, what: 'hits' | 'misses' | 'stale', key: string, by: ServedBy): T {
+    this.served(what, key, by);
     return value;
   }
 
-  /** Counts one caller served a hit, a miss or a stale entry of `key`, and tells the listeners. */
-  private served(what: 'hits' | 'misses' | 'stale', key: string): void {
+  /**
+   * Counts one caller served a hit, a miss or a stale entry of `key` (by an operation, or
+   * CacheInterceptor), tells the listeners and the metrics.
+   */
+  private served(what: 'hits' | 'misses' | 'stale', key: string, by: ServedBy): void {
     this.stats[what] += 1;
     if (this.events.active) this.events.emit(SERVED_EVENTS[what], { key });
+    if (this.metrics.on) this.metrics.served(what, by, key);
   }
 
   /** Whether a value's bytes pass maxValueBytes (said in a warning, rate-limited). */
@@ -1298,6 +1395,13 @@ export abstract class BaseCache {
     if (error instanceof OperationTimeoutError) this.stats.timeouts += 1;
     this.failures.failed(operation, error);
     if (this.events.active) this.events.emit('error', { operation, error });
+    if (this.metrics.on) this.metrics.failed(operation, error);
+  }
+
+  /** Counts a backend call the open circuit breaker skipped (failed open at once). */
+  private skipped(operation: string): void {
+    this.stats.errors += 1;
+    if (this.metrics.on) this.metrics.failed(operation, undefined);
   }
 
   /**

@@ -102,10 +102,11 @@ export class CacheModule {
       provide: cacheToken,
       useFactory: async (options: CacheModuleOptions, modules: ModulesContainer) => {
         assertRegisteredOnce(modules, cacheToken, name);
-        // A named cache without a prefix of its own gets one: its name.
+        // A named cache is called by its name in its metrics, and without a prefix of its own,
+        // its keys live under its name too.
         const cache = await createCache(
-          name !== undefined && isOptions(options) && options.prefix === undefined
-            ? { ...options, prefix: name }
+          name !== undefined && isOptions(options)
+            ? { ...options, name, prefix: options.prefix === undefined ? name : options.prefix }
             : options,
         );
         // One line per cache at startup: which backend it really uses (never credentials).

@@ -37,6 +37,7 @@ export {
 export type { CacheDriver, DriverEntry, MaybePromise, Step } from './driver.js';
 export type { BreakerState } from './failure-policy.js';
 export { TRACED, type CacheTraceContext, type TracedOperation } from './tracing.js';
+export type { CacheMetricsOptions } from './metrics.js';
 export {
   CacheCounters,
   type CacheEventMap,

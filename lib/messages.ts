@@ -96,6 +96,9 @@ export const messages = {
   redisUnreachable: (target: string, reason: string) =>
     `RedisCache cannot use Redis at ${target} (${reason}); it keeps reconnecting by itself and fails open meanwhile: reads are misses, writes are dropped. Check that Redis is up and that CacheModule option "redis" points to it.`,
 
+  redisAuthFailed: (target: string, reason: string) =>
+    `RedisCache cannot log in to Redis at ${target} (${reason}); it keeps retrying and fails open meanwhile: reads are misses, writes are dropped. Check the username and password of CacheModule option "redis" (in its url, or username/password) against the server's requirepass or ACL user.`,
+
   commandTimeoutOverOperationTimeout: (commandMs: number, operationMs: number) =>
     `Invalid CacheModule option "redis.commandTimeout": ${commandMs} ms is not below "operationTimeout" (${operationMs} ms), so the cache would give up on commands the client still waits for. Lower redis.commandTimeout (default 500) or raise operationTimeout (default '2s').`,
 
@@ -328,6 +331,12 @@ export const messages = {
 
   invalidHealthCaches: (caches: unknown) =>
     `Invalid CacheHealthIndicator.isHealthy() option "caches": ${describe(caches)}. Give an array of cache names (undefined for the default cache), e.g. [undefined, 'sessions'], or leave it out for every registered cache.`,
+
+  keyGroupFailed: (reason: string) =>
+    `The CacheModule option "metrics.keyGroup" threw (${reason}); the operation was recorded without a key group. Fix the function given to "metrics.keyGroup".`,
+
+  keyGroupsCapped: (max: number, other: string) =>
+    `The CacheModule option "metrics.keyGroup" returned more than ${max} distinct groups: the groups after those are recorded as "${other}", so that the metrics stay bounded. Return a small set of groups (the key's first segment, say), never the key itself.`,
 } as const;
 
 /** What memcached's binary-protocol statuses mean, for memcachedAnswered(). */

@@ -1,5 +1,9 @@
+import './telemetry.js'; // first: the global MeterProvider, before nest-cache loads
 import { Module } from '@nestjs/common';
+import { TerminusModule } from '@nestjs/terminus';
 import { CacheModule, type CacheModuleOptions } from 'nest-cache';
+import { CacheHealthIndicator } from 'nest-cache/terminus';
+import { MonitoringController } from './monitoring.controller.js';
 import { ProductsController } from './products.controller.js';
 import { ReportsController } from './reports.controller.js';
 import { ReportService } from './report.service.js';
@@ -35,8 +39,11 @@ function backend(): Pick<CacheModuleOptions, 'backend' | 'redis' | 'memcached' |
 }
 
 @Module({
-  imports: [CacheModule.forRoot({ ...backend(), prefix: 'sample', ttl: '5m', isGlobal: true })],
-  controllers: [ReportsController, ProductsController],
-  providers: [ReportService],
+  imports: [
+    CacheModule.forRoot({ ...backend(), prefix: 'sample', ttl: '5m', isGlobal: true }),
+    TerminusModule,
+  ],
+  controllers: [ReportsController, ProductsController, MonitoringController],
+  providers: [ReportService, CacheHealthIndicator],
 })
 export class AppModule {}

@@ -10,7 +10,6 @@ await app.listen(port, '127.0.0.1');
 
 const base = `http://127.0.0.1:${port}`;
 const logger = new Logger('Sample');
-logger.log(`Backend: ${process.env.CACHE_BACKEND === 'redis' ? 'redis' : 'memory'}.`);
 logger.log(
   `@Cacheable: curl ${base}/reports/42 (about 1 s, built), then again (from the cache); /reports/daily was warmed at startup.`,
 );
@@ -19,4 +18,7 @@ logger.log(
 );
 logger.log(
   `@CacheEvict: curl -X POST -H 'content-type: application/json' -d '{"name":"Cup","price":5}' ${base}/products, then the list is a MISS again.`,
+);
+logger.log(
+  `Monitoring: curl ${base}/stats (hits and misses count up as you use the routes above), ${base}/health, ${base}/metrics (Prometheus).`,
 );

@@ -107,7 +107,12 @@ export class RedisDriver implements CacheDriver {
   /** Cleared for good when the server refuses MGET; see readMany(). */
   private multiKeyReads = true;
   private readonly onError = (error: unknown) => {
-    this.context.warn(messages.redisUnreachable(this.connection.target, this.reasonOf(error)));
+    const reason = this.reasonOf(error);
+    // Refused credentials are not an outage: say which option to check.
+    const said = /\b(WRONGPASS|NOAUTH)\b/.test(reason)
+      ? messages.redisAuthFailed(this.connection.target, reason)
+      : messages.redisUnreachable(this.connection.target, reason);
+    this.context.warn(said);
   };
   private readonly onNodeError = (error: unknown, node: unknown) => {
     this.context.warn(messages.redisClusterNodeUnreachable(String(node), this.reasonOf(error)));
