@@ -64,7 +64,10 @@ export class CacheEvents {
     if (!set || set.size === 0) return;
     for (const listener of set) {
       try {
-        listener(payload);
+        const returned: unknown = listener(payload);
+        // An async listener's rejection would otherwise go unhandled (and end the process).
+        if (returned instanceof Promise)
+          returned.catch((error) => this.listenerFailed(event, error));
       } catch (error) {
         this.listenerFailed(event, error);
       }
@@ -96,7 +99,11 @@ export class CacheCounters {
   /** Of the errors, the calls given up after operationTimeout. */
   timeouts = 0;
 
-  constructor(private readonly breakerNow: () => BreakerState) {}
+  readonly #breakerNow: () => BreakerState;
+
+  constructor(breakerNow: () => BreakerState) {
+    this.#breakerNow = breakerNow;
+  }
 
   /** (hits + stale) / (hits + stale + misses): what was served from the cache; 0 before any read. */
   get hitRatio(): number {
@@ -107,7 +114,7 @@ export class CacheCounters {
 
   /** The circuit breaker's state now (cache.breaker has its details). */
   get breaker(): BreakerState['state'] {
-    return this.breakerNow().state;
+    return this.#breakerNow().state;
   }
 
   /** Sets every counter to 0 (the breaker is left as it is). */

@@ -318,6 +318,9 @@ export const messages = {
   diskWriteFailed: (path: string, reason: string) =>
     `The disk store in ${JSON.stringify(path)} could not write (${reason}); the cache fails open: the write is dropped, reads go on. Free disk space, or lower CacheModule option "disk.maxSize".`,
 
+  healthNoCaches: () =>
+    'no cache to check: import CacheModule.forRoot() in the application, or list caches in the "caches" option of isHealthy()',
+
   healthPingTimeout: (ms: number) =>
     `no answer to the health check's ping within ${ms} ms (CacheHealthIndicator.isHealthy() option "timeout")`,
 

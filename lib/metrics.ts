@@ -20,7 +20,7 @@ export interface CacheMetricsOptions {
   /**
    * The key group of a key: recorded as `cache.key_group` on its hits, misses, stale entries and
    * durations (undefined: none). Return a small, bounded set of groups (`key.split(':')[0]`), never
-   * the key itself: past 1000 groups per cache, the rest are recorded as 'other'.
+   * the key itself: past 200 groups per cache, the rest are recorded as 'other' (each group is a series per operation and instrument).
    * @default none: no cache.key_group attribute
    */
   keyGroup?: (key: string) => string | undefined;
@@ -44,7 +44,7 @@ export type ServedBy = TracedOperation | 'interceptor';
 /** The meter's name (the instrumentation scope); its version is the package's. */
 export const METER_NAME = 'nest-cache';
 /** How many key groups one cache records, at most; the others are recorded as OTHER_GROUP. */
-export const MAX_KEY_GROUPS = 1_000;
+export const MAX_KEY_GROUPS = 200;
 export const OTHER_GROUP = 'other';
 /** How many error types one cache records, at most; the others are recorded as '_OTHER'. */
 const MAX_ERROR_TYPES = 100;
@@ -296,14 +296,15 @@ export function metricsSettings(option: unknown): MetricsSettings {
 }
 
 /** The `name` option, checked: what cache.name says. */
-export function cacheName(name: unknown): string {
-  if (name === undefined) return 'default';
+export function cacheName(name: unknown, prefix: string): string {
+  // Two caches must not share a name in one meter: their counts would be one series.
+  if (name === undefined) return prefix;
   if (typeof name !== 'string' || name.length === 0) {
     throw new CacheConfigError(
       messages.invalidOption(
         'name',
         name,
-        "Use a non-empty string (CacheModule sets it to the cache's name), or leave it out for 'default'.",
+        "Use a non-empty string (CacheModule sets it to the cache's name), or leave it out for the prefix.",
       ),
     );
   }

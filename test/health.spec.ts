@@ -296,6 +296,15 @@ describe('CacheHealthIndicator.isHealthy() options', () => {
     );
   });
 
+  it('is down when there is no cache to check (an empty caches list): a check of nothing proves nothing', async () => {
+    const result = await (await indicator()).isHealthy('cache', { caches: [] });
+    expect(result.cache).toMatchObject({
+      status: 'down',
+      caches: [],
+      error: expect.stringContaining('no cache to check'),
+    });
+  });
+
   it('reports a closed cache down instead of rejecting', async () => {
     const { app } = await start([{}]);
     await app.get<BaseCache>(getCacheToken() as Type<BaseCache>).close();

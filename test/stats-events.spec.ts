@@ -196,7 +196,72 @@ describe('errors, timeouts and the breaker on Redis', () => {
   });
 });
 
+describe('events of whole-namespace operations, and the stats object', () => {
+  it('clear and invalidateTags emit delete without keys (count 0: not counted)', async () => {
+    const cache = new MemoryCache();
+    open.push(cache);
+    await cache.set('a', 1, { tags: ['t'] });
+    const seen = record(cache);
+    await cache.invalidateTags(['t']);
+    await cache.clear();
+    expect(seen).toEqual([
+      ['delete', { keys: undefined, count: 0 }],
+      ['delete', { keys: undefined, count: 0 }],
+    ]);
+  });
+
+  it('cache.stats is plain data: structuredClone and Object.keys see the counters only', async () => {
+    const cache = new MemoryCache();
+    open.push(cache);
+    await cache.set('a', 1);
+    expect(structuredClone(cache.stats)).toMatchObject({ writes: 1 });
+    expect(Object.keys(cache.stats).sort()).toEqual(
+      ['deletes', 'errors', 'evictions', 'hits', 'misses', 'stale', 'timeouts', 'writes'].sort(),
+    );
+  });
+
+  it('a listener that throws on every call is warned about once, and does not hold back the backend errors of the log', async () => {
+    const warned: string[] = [];
+    const logged: string[] = [];
+    vi.spyOn(Logger.prototype, 'warn').mockImplementation(
+      (m: unknown) => void warned.push(String(m)),
+    );
+    vi.spyOn(Logger.prototype, 'error').mockImplementation(
+      (m: unknown) => void logged.push(String(m)),
+    );
+    const cache = new DriverCache(
+      (context) =>
+        Object.assign(new MemoryDriver({}, context.clock), {
+          get: () => Promise.reject(new Error('the backend failed')),
+        }),
+      {},
+    );
+    open.push(cache);
+    cache.on('miss', () => {
+      throw new Error('a buggy listener');
+    });
+    await cache.get('a');
+    await cache.get('b');
+    expect(warned.filter((line) => line.includes('listener'))).toHaveLength(1);
+    expect(logged.some((line) => line.includes('the backend failed'))).toBe(true);
+  });
+});
+
 describe('timeouts and evictions', () => {
+  it('a Redis command that times out (frozen server) counts as an error and a timeout', async () => {
+    const server = await startRedisServer();
+    const cache = await RedisCache.create({ redis: { url: server.url, commandTimeout: 100 } });
+    open.push(cache);
+    try {
+      await server.freeze();
+      expect(await cache.get('a')).toBeUndefined();
+      expect(cache.stats).toMatchObject({ errors: 1, timeouts: 1 });
+    } finally {
+      server.resume();
+      await server.stop();
+    }
+  });
+
   it('a call given up after operationTimeout counts as an error and a timeout', async () => {
     const cache = new DriverCache(
       (context) =>

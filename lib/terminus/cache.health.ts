@@ -99,7 +99,7 @@ export class CacheHealthIndicator {
    * ```ts
    * this.health.check([() => this.cache.isHealthy('sessions', { caches: ['sessions'] })]);
    * // { status: 'ok', info: { sessions: { status: 'up', caches: [
-   * //   { name: 'sessions', backend: 'RedisCache', status: 'up', pingMs: 0.4, breaker: 'closed' } ] } } }
+   * //   { name: 'sessions', backend: 'redis', status: 'up', pingMs: 0.4, breaker: 'closed' } ] } } }
    * ```
    */
   async isHealthy<const Key extends string = 'cache'>(
@@ -115,6 +115,8 @@ export class CacheHealthIndicator {
     const caches = await Promise.all(
       [...new Set<string | undefined>(names)].map((name) => this.checkOne(name, timeoutMs)),
     );
+    // A check of nothing proves nothing: no cache registered (or an empty list) is down.
+    if (caches.length === 0) return indicator.down({ caches, error: messages.healthNoCaches() });
     return caches.every((cache) => cache.status === 'up')
       ? indicator.up({ caches })
       : indicator.down({ caches });
