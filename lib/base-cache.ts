@@ -1114,6 +1114,7 @@ export abstract class BaseCache {
         this.failure('close', error);
       } finally {
         this.metrics.close();
+        unclosedMetrics.unregister(this.metrics);
       }
     })();
     return this.closing;
