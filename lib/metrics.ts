@@ -13,7 +13,7 @@ import {
 import { CacheConfigError, OperationTimeoutError } from './errors.js';
 import { messages, reasonOf } from './messages.js';
 import { knownKeysOnly } from './option-keys.js';
-import type { TracedOperation } from './tracing.js';
+import { TRACED, type TracedOperation } from './tracing.js';
 
 /** The object form of the `metrics` option. */
 export interface CacheMetricsOptions {
@@ -59,22 +59,7 @@ export const DURATION_BUCKETS = [
   0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 ];
 
-const SERVED_BY: readonly ServedBy[] = [
-  'get',
-  'getMany',
-  'has',
-  'ttl',
-  'set',
-  'setMany',
-  'delete',
-  'deleteMany',
-  'deleteByPattern',
-  'invalidateTags',
-  'clear',
-  'increment',
-  'getOrSet',
-  'interceptor',
-];
+const SERVED_BY: readonly ServedBy[] = [...TRACED, 'interceptor'];
 
 /** What one attribute set has counted: plain numbers, reported when the SDK collects. */
 interface Slot {

@@ -100,15 +100,7 @@ export class SlotCommands {
   private async writeSlot(entries: DriverEntry[]): Promise<void> {
     if (entries.length === 1) return this.set(entries[0]!);
     try {
-      const multi = this.client.multi();
-      for (const { key, bytes, ttlMs } of entries) {
-        if (ttlMs === null) multi.set(key, asBuffer(bytes));
-        else multi.set(key, asBuffer(bytes), 'PX', ttlMs);
-      }
-      const results = await multi.exec();
-      if (!results) throw new Error('MULTI was discarded');
-      const failed = results.find(([error]) => error);
-      if (failed) throw failed[0];
+      await setInMulti(this.client, entries);
     } catch (error) {
       // Redis refuses a transaction of several keys on a slot half migrated (TRYAGAIN): they are
       // written one by one, each where its key is now.
@@ -131,6 +123,19 @@ export class SlotCommands {
       return counts.reduce((sum, count) => sum + count, 0);
     }
   }
+}
+
+/** SET of every entry (PX for those with a ttl) in one MULTI: all are stored, or it rejects. */
+export async function setInMulti(client: Redis | Cluster, entries: DriverEntry[]): Promise<void> {
+  const multi = client.multi();
+  for (const { key, bytes, ttlMs } of entries) {
+    if (ttlMs === null) multi.set(key, asBuffer(bytes));
+    else multi.set(key, asBuffer(bytes), 'PX', ttlMs);
+  }
+  const results = await multi.exec();
+  if (!results) throw new Error('MULTI was discarded');
+  const failed = results.find(([error]) => error);
+  if (failed) throw failed[0];
 }
 
 export function asBuffer(bytes: Uint8Array): Buffer {

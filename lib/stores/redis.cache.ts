@@ -9,7 +9,7 @@ import { escapeGlob } from '../glob.js';
 import { messages, reasonOf } from '../messages.js';
 import { noop, settleWithin } from '../settle-within.js';
 import { ReadBatch } from './read-batch.js';
-import { asBuffer, SlotCommands } from './redis-cluster.js';
+import { asBuffer, setInMulti, SlotCommands } from './redis-cluster.js';
 import {
   adoptedClusterWarnings,
   isBoundedCluster,
@@ -210,15 +210,7 @@ export class RedisDriver implements CacheDriver {
       await this.slots.setMany(entries);
       return true;
     }
-    const multi = this.client.multi();
-    for (const { key, bytes, ttlMs } of entries) {
-      if (ttlMs === null) multi.set(key, asBuffer(bytes));
-      else multi.set(key, asBuffer(bytes), 'PX', ttlMs);
-    }
-    const results = await multi.exec();
-    if (!results) throw new Error('MULTI was discarded');
-    const failed = results.find(([error]) => error);
-    if (failed) throw failed[0];
+    await setInMulti(this.client, entries);
     return true;
   }
 
