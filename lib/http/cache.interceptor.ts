@@ -703,7 +703,15 @@ export class CacheInterceptor implements NestInterceptor {
     const http = context.switchToHttp();
     const request = http.getRequest();
     const response = http.getResponse();
-    this.cache[countServed]('misses', key);
+    // With a stale entry to fall back on, the count waits for the handler: a server error answered
+    // from the stale entry is a stale hit, not a miss as well.
+    let counted = false;
+    const countMiss = () => {
+      if (counted) return;
+      counted = true;
+      this.cache[countServed]('misses', key);
+    };
+    if (!fallback) countMiss();
     this.mark(response, 'MISS');
     const replayAs = this.replayAs(context);
     const raw = rawOf(response);
@@ -753,6 +761,7 @@ export class CacheInterceptor implements NestInterceptor {
     return this.handled(request, next).pipe(
       tap({
         next: (value) => {
+          countMiss();
           body = this.cachedBody(value, replayAs);
           if (body === AS_SENT && !raw.headersSent) {
             handlerValue = value;
@@ -761,13 +770,17 @@ export class CacheInterceptor implements NestInterceptor {
         },
         // A failure is never stored: the flight ends now, before the error response is even sent,
         // so a retry of this very request (a retry interceptor outside) does not wait on it.
+        complete: countMiss,
         error: (error: unknown) =>
           void settle(undefined, true, isServerError(error) ? error : undefined),
       }),
       // With a stale entry (staleIfError), a server error is answered from it; a client error
       // (4xx: not found, forbidden) is the answer, and goes through.
       catchError((error: unknown) => {
-        if (!fallback || raw.headersSent || !isServerError(error)) throw error;
+        if (!fallback || raw.headersSent || !isServerError(error)) {
+          countMiss();
+          throw error;
+        }
         this.cache[countServed]('stale', key);
         return of(this.replay(response, fallback.entry, fallback.body, 'STALE'));
       }),

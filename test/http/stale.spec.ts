@@ -295,17 +295,20 @@ describe.each(ADAPTERS)('on $name', (adapter) => {
         ['a 503', 'http'],
         ['an Error (500)', 'error'],
       ] as const)(
-        'staleIfError: past the ttl, a handler that throws %s answers 200 with the stale body (X-Cache: STALE)',
+        'staleIfError: past the ttl, a handler that throws %s answers 200 with the stale body (X-Cache: STALE), counted as a stale hit only',
         async (_what, fail) => {
-          const { send, calls, prime } = await startApp();
+          const { send, calls, prime, cache } = await startApp();
 
           await prime('/news/sie');
           now += TTL_MS + 1_000;
           control.fail = fail;
+          const before = { ...cache.stats };
           const failed = await send('/news/sie');
 
           expect(summary(failed)).toEqual([200, 'STALE', { run: 1 }]);
           expect(calls.of('sie')).toBe(2);
+          expect(cache.stats.misses - before.misses, 'misses counted').toBe(0);
+          expect(cache.stats.stale - before.stale, 'stale hits counted').toBe(1);
         },
       );
 
