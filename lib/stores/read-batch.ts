@@ -1,7 +1,7 @@
 /** Most keys one multi-key read carries; more keys queued in one turn make more reads. */
 export const MAX_BATCH_KEYS = 256;
 
-interface Waiter<V> {
+export interface Waiter<V> {
   resolve(value: V): void;
   reject(error: unknown): void;
 }
@@ -47,16 +47,27 @@ export class ReadBatch<V> {
     const { keys, waiters } = this;
     this.keys = [];
     this.waiters = [];
-    // Every waiter settles, whatever readMany does: throws, rejects, or answers something odd.
-    new Promise<V[]>((resolve) => resolve(this.readMany(keys)))
-      .then((values) => {
-        if (!Array.isArray(values) || values.length !== keys.length) {
-          throw new TypeError(`a read of ${keys.length} keys answered ${String(values)}`);
-        }
-        for (let i = 0; i < waiters.length; i++) waiters[i]!.resolve(values[i]!);
-      })
-      .catch((error: unknown) => {
-        for (const waiter of waiters) waiter.reject(error); // no-op for those already settled
-      });
+    sendReads(keys, waiters, this.readMany);
   };
+}
+
+/**
+ * Reads `keys` with `read` and settles each waiter with its value, in order. Every waiter settles,
+ * whatever `read` does: throws, rejects, or answers something odd.
+ */
+export function sendReads<V>(
+  keys: string[],
+  waiters: Waiter<V>[],
+  read: (keys: string[]) => Promise<V[]>,
+): void {
+  new Promise<V[]>((resolve) => resolve(read(keys)))
+    .then((values) => {
+      if (!Array.isArray(values) || values.length !== keys.length) {
+        throw new TypeError(`a read of ${keys.length} keys answered ${String(values)}`);
+      }
+      for (let i = 0; i < waiters.length; i++) waiters[i]!.resolve(values[i]!);
+    })
+    .catch((error: unknown) => {
+      for (const waiter of waiters) waiter.reject(error); // no-op for those already settled
+    });
 }

@@ -1,4 +1,4 @@
-import { MAX_BATCH_KEYS } from './read-batch.js';
+import { MAX_BATCH_KEYS, sendReads, type Waiter } from './read-batch.js';
 
 /** Hash slots of a Redis Cluster: every key lives in one of them. */
 export const HASH_SLOTS = 16_384;
@@ -53,11 +53,6 @@ export function bySlot<T>(items: readonly T[], keyOf: (item: T) => string): T[][
   return [...groups.values()];
 }
 
-interface Waiter<V> {
-  resolve(value: V): void;
-  reject(error: unknown): void;
-}
-
 interface SlotReads<V> {
   keys: string[];
   waiters: Waiter<V>[];
@@ -102,20 +97,6 @@ export class SlotReadBatch<V> {
     const { slots } = this;
     this.slots = new Map();
     this.queued = 0;
-    for (const { keys, waiters } of slots.values()) this.send(keys, waiters);
+    for (const { keys, waiters } of slots.values()) sendReads(keys, waiters, this.readSlot);
   };
-
-  private send(keys: string[], waiters: Waiter<V>[]): void {
-    // Every waiter settles, whatever readSlot does: throws, rejects, or answers something odd.
-    new Promise<V[]>((resolve) => resolve(this.readSlot(keys)))
-      .then((values) => {
-        if (!Array.isArray(values) || values.length !== keys.length) {
-          throw new TypeError(`a read of ${keys.length} keys answered ${String(values)}`);
-        }
-        for (let i = 0; i < waiters.length; i++) waiters[i]!.resolve(values[i]!);
-      })
-      .catch((error: unknown) => {
-        for (const waiter of waiters) waiter.reject(error); // no-op for those already settled
-      });
-  }
 }
